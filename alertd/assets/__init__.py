@@ -1,0 +1,1 @@
+"""Assets, clients and sites: finding the device an alert names (R4.1)."""

@@ -1,0 +1,174 @@
+"""The async engine, its sessions, and the schema's version.
+
+SQLite runs in WAL mode with a busy timeout and foreign keys on, and every
+transaction starts with `BEGIN IMMEDIATE`, so the one writer takes its lock
+up front instead of failing half-way when a read turns into a write.
+PostgreSQL is used through asyncpg. Plain `sqlite:///` and `postgresql://`
+URLs are accepted; the async driver is chosen here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy.exc
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from alertd.errors import SchemaOutdated, StorageUnavailable
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_S = 30
+
+
+def async_url(url: str) -> str:
+    """The same database, addressed through its asyncio driver."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    if parsed.drivername in {"sqlite", "sqlite+pysqlite"}:
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif parsed.drivername in {"postgresql", "postgresql+psycopg2", "postgresql+psycopg"}:
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    """Whether ``engine`` is the single-writer SQLite backend."""
+    return engine.dialect.name == "sqlite"
+
+
+def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
+    """An engine for ``url`` with alertd's connection settings."""
+    target = async_url(url)
+    if target.startswith("sqlite"):
+        path = make_url(target).database
+        if path and path != ":memory:":
+            Path(path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            target, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, pool_size=pool_size
+        )
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(target, pool_size=pool_size, pool_pre_ping=True)
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded values after commit (they are read for logs)."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+# Errors that mean "the database is not there right now", not "this query is wrong".
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.DisconnectionError,
+    sqlalchemy.exc.TimeoutError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says the database is down, locked or unreachable."""
+    if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, _UNAVAILABLE):
+        return True
+    name = type(error).__module__
+    return name.startswith("asyncpg") and "Connection" in type(error).__name__
+
+
+@asynccontextmanager
+async def storage_errors() -> AsyncIterator[None]:
+    """Turn "database unavailable" errors into StorageUnavailable."""
+    try:
+        yield
+    except StorageUnavailable:
+        raise
+    except Exception as error:
+        if is_unavailable(error):
+            raise StorageUnavailable(f"database unavailable: {_short(error)}") from error
+        raise
+
+
+def _short(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def _alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The schema version this alertd expects."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The schema version the database is at (None when empty)."""
+
+    def read(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    async with storage_errors(), engine.connect() as connection:
+        return await connection.run_sync(read)
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    """Apply migrations up to ``revision``."""
+
+    def run(connection: Connection) -> None:
+        command.upgrade(_alembic_config(connection), revision)
+
+    async with storage_errors(), engine.begin() as connection:
+        await connection.run_sync(run)
+
+
+async def ensure_schema(engine: AsyncEngine, *, upgrade_itself: bool) -> None:
+    """Upgrade (when allowed) or insist that the schema is current."""
+    current = await current_revision(engine)
+    if current == head_revision():
+        return
+    if upgrade_itself:
+        await upgrade(engine)
+        return
+    raise SchemaOutdated(
+        f"the database schema is at {current or 'nothing'}, this alertd needs "
+        f"{head_revision()}: run `alertd db upgrade`"
+    )

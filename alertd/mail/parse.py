@@ -1,0 +1,138 @@
+"""Raw bytes to a ParsedMail, with mail-parser doing the MIME work (R2).
+
+Whatever the wild sends (legacy charsets, broken MIME, HTML-only bodies,
+huge attachments) either becomes a ParsedMail or raises ParseError with a
+reason; nothing else escapes. HTML-only mail is turned into readable text
+(tables keep their rows on one line) so `Key: value` rules match it too.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, datetime
+from email.header import decode_header, make_header
+from email.message import Message
+from email.utils import getaddresses
+from types import MappingProxyType
+from typing import Any
+
+import mailparser
+from inscriptis import get_text
+
+from alertd.domain import AttachmentInfo, ParsedMail
+from alertd.errors import ParseError
+
+MAX_TEXT_CHARS = 1_000_000
+"""Body text kept for rules; the raw mail stays whole in the inbox."""
+MAX_HTML_CHARS = 2_000_000
+MAX_SUBJECT_CHARS = 2_000
+
+_TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
+_FOLDING = re.compile(r"\r?\n[ \t]+")
+
+# mail-parser reports every part it does not render at WARNING; that is noise here.
+logging.getLogger("mailparser").setLevel(logging.ERROR)
+
+
+def parse_mail(data: bytes) -> ParsedMail:
+    """Parse one raw mail; raises ParseError when it cannot be read at all."""
+    if not data.strip():
+        raise ParseError("empty message")
+    try:
+        parsed = mailparser.parse_from_bytes(data)
+        return _to_parsed_mail(parsed)
+    except ParseError:
+        raise
+    except RecursionError:
+        raise ParseError("MIME structure nested too deeply") from None
+    except Exception as error:
+        raise ParseError(f"{type(error).__name__}: {error}") from error
+
+
+def html_to_text(html: str) -> str:
+    """Readable text from HTML, one table row per line."""
+    text: str = get_text(html[:MAX_HTML_CHARS])
+    return _TRAILING_SPACE.sub("", text).strip("\n")
+
+
+def _to_parsed_mail(parsed: Any) -> ParsedMail:
+    message: Message = parsed.message
+    headers = _headers(message)
+    plain = [part for part in parsed.text_plain if part and part.strip()]
+    html = [part for part in parsed.text_html if part and part.strip()]
+    html_only = not plain and bool(html)
+    if plain:
+        text = "\n".join(plain)
+    elif html:
+        text = "\n".join(html_to_text(part) for part in html)
+    else:
+        text = ""
+    text = text.replace("\r\n", "\n")[:MAX_TEXT_CHARS]
+    return ParsedMail(
+        message_id=_message_id(message),
+        sender=_first_address(headers.get("from", ())),
+        to=tuple(_addresses(headers.get("to", ()) + headers.get("cc", ()))),
+        subject=_FOLDING.sub(" ", _decode(message.get("subject", "") or ""))[:MAX_SUBJECT_CHARS],
+        date=_date(parsed),
+        headers=MappingProxyType(headers),
+        text=text,
+        content_type=message.get_content_type(),
+        attachments=tuple(_attachment(item) for item in parsed.attachments),
+        defects=tuple(sorted(parsed.defects_categories)),
+        html_only=html_only,
+    )
+
+
+def _headers(message: Message) -> dict[str, tuple[str, ...]]:
+    out: dict[str, list[str]] = {}
+    for name, value in message.items():
+        out.setdefault(name.lower(), []).append(_decode(value))
+    return {name: tuple(values) for name, values in out.items()}
+
+
+def _decode(value: Any) -> str:
+    """An RFC 2047 header value as text; undecodable pieces are kept as they are."""
+    raw = str(value)
+    if "=?" not in raw:
+        return raw.strip()
+    try:
+        return str(make_header(decode_header(raw))).strip()
+    except (ValueError, LookupError, UnicodeError):
+        return raw.strip()
+
+
+def _message_id(message: Message) -> str | None:
+    value = message.get("message-id")
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _addresses(values: tuple[str, ...]) -> list[str]:
+    return [addr.strip().lower() for _, addr in getaddresses(list(values)) if "@" in addr]
+
+
+def _first_address(values: tuple[str, ...]) -> str | None:
+    found = _addresses(values)
+    return found[0] if found else None
+
+
+def _date(parsed: Any) -> datetime | None:
+    if parsed.message.get("date") is None:
+        return None
+    value = parsed.date
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _attachment(item: dict[str, Any]) -> AttachmentInfo:
+    payload = item.get("payload") or ""
+    size = len(payload) * 3 // 4 if item.get("binary") else len(payload)
+    return AttachmentInfo(
+        filename=str(item.get("filename") or ""),
+        content_type=str(item.get("mail_content_type") or "application/octet-stream"),
+        size=size,
+    )

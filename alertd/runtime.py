@@ -1,0 +1,93 @@
+"""Building alertd's working parts from settings, once, for the CLI and the daemon.
+
+Start-up order follows DESIGN §1.5: database engine and schema check (an
+old schema is a configuration error unless SQLite upgrades itself), then
+rules (every problem listed), then the services that use them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from alertd.assets.resolve import AssetResolver
+from alertd.clock import Clock, SystemClock
+from alertd.db.engine import create_engine, ensure_schema, is_sqlite, session_factory
+from alertd.inbox.pipeline import Pipeline
+from alertd.inbox.store import InboxStore
+from alertd.inbox.worker import InboxWorker, worker_id
+from alertd.rules.holder import RulesHolder
+from alertd.settings import Settings
+from alertd.tickets.service import TicketService
+
+
+@dataclass
+class Runtime:
+    """The engine and services every command and component works through."""
+
+    settings: Settings
+    clock: Clock
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    store: InboxStore
+    tickets: TicketService
+    resolver: AssetResolver
+    rules: RulesHolder | None
+
+    def pipeline(self) -> Pipeline:
+        """The message pipeline over these services."""
+        return Pipeline(resolver=self.resolver, tickets=self.tickets,
+                        future_skew=self.settings.rules.future_skew)
+
+    def worker(self, index: int = 0) -> InboxWorker:
+        """An inbox worker; needs rules."""
+        holder = self.load_rules()
+        return InboxWorker(
+            store=self.store, sessions=self.sessions, rules=lambda: holder.current,
+            pipeline=self.pipeline(), settings=self.settings.inbox, clock=self.clock,
+            name=worker_id(index),
+        )
+
+    def load_rules(self) -> RulesHolder:
+        """The rules, loaded on first use; RulesInvalid when they are broken."""
+        if self.rules is None:
+            self.rules = RulesHolder.load(self.settings.rules.dir)
+        return self.rules
+
+    @property
+    def single_writer(self) -> bool:
+        """Whether the database allows only one writing process (SQLite)."""
+        return is_sqlite(self.engine)
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    *,
+    with_rules: bool = True,
+    clock: Clock | None = None,
+    check_schema: bool = True,
+) -> AsyncIterator[Runtime]:
+    """Open the database (checking its schema) and load rules; dispose on exit."""
+    clock = clock or SystemClock()
+    engine = create_engine(settings.database.url)
+    try:
+        if check_schema:
+            await ensure_schema(engine, upgrade_itself=settings.database.upgrades_itself)
+        holder = RulesHolder.load(settings.rules.dir) if with_rules else None
+        sessions = session_factory(engine)
+        yield Runtime(
+            settings=settings,
+            clock=clock,
+            engine=engine,
+            sessions=sessions,
+            store=InboxStore(sessions, clock),
+            tickets=TicketService(reopen_window=settings.rules.reopen_window, clock=clock),
+            resolver=AssetResolver(),
+            rules=holder,
+        )
+    finally:
+        await engine.dispose()
