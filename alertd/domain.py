@@ -7,6 +7,7 @@ stored and compared without copying.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +33,17 @@ Action = Literal[
 MessageState = Literal["received", "processing", "done", "ignored", "failed"]
 TicketStatus = Literal["open", "resolved", "closed"]
 MatchedBy = Literal["computer_id", "hostname_in_client", "hostname", "serial", "unmatched"]
+
+MAX_KEY_CHARS = 500
+
+
+def bounded_key(key: str) -> str:
+    """A dedup key short enough to index: long keys keep their start and a hash of the whole."""
+    if len(key) <= MAX_KEY_CHARS:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    return f"{key[: MAX_KEY_CHARS - 26]}#{digest}"
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -160,7 +172,7 @@ class Decision:
         if self.dedup_template is None:
             return None
         values = {**self.key_values, **self.fields, "asset": asset_ref}
-        return self.dedup_template.render(values)
+        return bounded_key(self.dedup_template.render(values))
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ from alertd.clock import SystemClock
 from alertd.db.engine import create_engine, session_factory, upgrade
 from alertd.domain import Envelope, Problem
 from alertd.errors import ParseError, SettingsInvalid
-from alertd.inbox.pipeline import Pipeline
+from alertd.inbox.pipeline import Incoming, Pipeline
 from alertd.mail.parse import parse_mail
 from alertd.rules.engine import RuleSet
 from alertd.tickets.service import TicketService
@@ -140,17 +140,19 @@ async def run_cases(
                 results.append(_judge(case, {"state": "failed", "reason": str(error)}))
                 continue
             async with sessions.begin() as session:
-                completion, decision, asset, _ = await pipeline.process(
-                    session, None, parsed, Envelope(source="cases"), received_at, rules
+                [done] = await pipeline.process(
+                    session, [Incoming(None, parsed, Envelope(source="cases"), received_at)],
+                    rules,
                 )
+            decision, asset = done.decision, done.asset
             got = {
-                "state": completion.state,
-                "sender_rule": decision.sender_rule,
-                "alert_type": decision.alert_type,
-                "outcome": decision.outcome,
-                "fields": dict(decision.fields),
+                "state": done.completion.state,
+                "sender_rule": decision.sender_rule if decision else None,
+                "alert_type": decision.alert_type if decision else None,
+                "outcome": decision.outcome if decision else None,
+                "fields": dict(decision.fields) if decision else {},
                 "asset": asset.asset_name if asset is not None else None,
-                "action": completion.action,
+                "action": done.completion.action,
             }
             results.append(_judge(case, got))
     return results

@@ -114,7 +114,7 @@ class InboxSettings(_Model):
 
     workers: int = Field(default=1, ge=1, le=64)
     """Inbox workers in this process (SQLite always uses one)."""
-    batch_size: int = Field(default=32, ge=1, le=1000)
+    batch_size: int = Field(default=64, ge=1, le=1000)
     """Messages claimed per round trip."""
     lease: Duration = timedelta(minutes=5)
     """A claimed message not finished within this is taken back by another worker."""

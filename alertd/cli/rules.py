@@ -27,6 +27,7 @@ from alertd.cli.common import (
 from alertd.db.engine import async_url
 from alertd.domain import Envelope
 from alertd.errors import EX_CONFIG, EX_FAILURE, AlertdError, NotFound
+from alertd.inbox.pipeline import Incoming
 from alertd.mail.parse import parse_mail
 from alertd.rulecases import run_cases
 from alertd.rules.explain import decision_summary, mail_summary, trace_rows
@@ -167,9 +168,10 @@ async def _dry_run(
             session = runtime.sessions()
             try:
                 await session.begin()
-                completion, _, asset, _ = await runtime.pipeline().process(
-                    session, None, parsed, Envelope(source="rules-test"),
-                    datetime.now(UTC), ruleset,
+                [done] = await runtime.pipeline().process(
+                    session,
+                    [Incoming(None, parsed, Envelope(source="rules-test"), datetime.now(UTC))],
+                    ruleset,
                 )
             finally:
                 await session.rollback()
@@ -177,6 +179,7 @@ async def _dry_run(
     finally:
         if scratch is not None:
             scratch.cleanup()
+    completion, asset = done.completion, done.asset
     return {
         "asset": asset.asset_name if asset is not None and asset.matched else None,
         "matched_by": asset.matched_by if asset is not None else None,

@@ -12,7 +12,7 @@ across workers and instances without in-process locks:
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -25,6 +25,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -78,8 +79,8 @@ class Client(Base):
     __tablename__ = "clients"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    name_key: Mapped[str] = mapped_column(String(200), index=True)
+    name: Mapped[str] = mapped_column(Text)
+    name_key: Mapped[str] = mapped_column(Text, index=True)
     automate_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -92,8 +93,8 @@ class Site(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(200))
-    name_key: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(Text)
+    name_key: Mapped[str] = mapped_column(Text)
     automate_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -109,8 +110,8 @@ class User(Base):
         ForeignKey("clients.id", ondelete="CASCADE"), index=True
     )
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="SET NULL"))
-    name: Mapped[str] = mapped_column(String(200))
-    email: Mapped[str | None] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(Text)
     automate_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -123,17 +124,17 @@ class Asset(Base):
     __table_args__ = (UniqueConstraint("automate_kind", "automate_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(255))
-    name_key: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(Text)
+    name_key: Mapped[str] = mapped_column(Text, index=True)
     """Lower-cased short host name, what alert host names are compared with."""
     kind: Mapped[str] = mapped_column(String(64))
     automate_kind: Mapped[str | None] = mapped_column(String(32))
     """computer, router, printer or network_device: which Automate id space."""
     automate_id: Mapped[str | None] = mapped_column(String(64))
-    asset_tag: Mapped[str | None] = mapped_column(String(255))
-    tag_key: Mapped[str | None] = mapped_column(String(255), index=True)
-    serial: Mapped[str | None] = mapped_column(String(255))
-    serial_key: Mapped[str | None] = mapped_column(String(255), index=True)
+    asset_tag: Mapped[str | None] = mapped_column(Text)
+    tag_key: Mapped[str | None] = mapped_column(Text, index=True)
+    serial: Mapped[str | None] = mapped_column(Text)
+    serial_key: Mapped[str | None] = mapped_column(Text, index=True)
     client_id: Mapped[int | None] = mapped_column(
         ForeignKey("clients.id", ondelete="SET NULL"), index=True
     )
@@ -155,11 +156,11 @@ class Message(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    source: Mapped[str] = mapped_column(String(100))
-    mail_from: Mapped[str | None] = mapped_column(String(320))
+    source: Mapped[str] = mapped_column(Text)
+    mail_from: Mapped[str | None] = mapped_column(Text)
     rcpt_to: Mapped[list[Any]] = mapped_column(default=list)
-    peer: Mapped[str | None] = mapped_column(String(100))
-    mailbox: Mapped[str | None] = mapped_column(String(200))
+    peer: Mapped[str | None] = mapped_column(Text)
+    mailbox: Mapped[str | None] = mapped_column(Text)
     uidvalidity: Mapped[int | None] = mapped_column(Integer)
     uid: Mapped[int | None] = mapped_column(Integer)
     message_id: Mapped[str | None] = mapped_column(Text)
@@ -174,17 +175,17 @@ class Message(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(default=0)
     retry_at: Mapped[datetime | None]
-    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_by: Mapped[str | None] = mapped_column(Text)
     lease_until: Mapped[datetime | None]
     processed_at: Mapped[datetime | None]
     ticket_id: Mapped[int | None] = mapped_column(
         ForeignKey("tickets.id", ondelete="SET NULL"), index=True
     )
-    sender: Mapped[str | None] = mapped_column(String(320))
+    sender: Mapped[str | None] = mapped_column(Text)
     subject: Mapped[str | None] = mapped_column(Text)
     alert_time: Mapped[datetime | None]
-    sender_rule: Mapped[str | None] = mapped_column(String(200))
-    alert_type: Mapped[str | None] = mapped_column(String(200))
+    sender_rule: Mapped[str | None] = mapped_column(Text)
+    alert_type: Mapped[str | None] = mapped_column(Text)
     outcome: Mapped[str | None] = mapped_column(String(32))
     fields: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     trace: Mapped[list[Any] | None] = mapped_column(JSON)
@@ -208,26 +209,26 @@ class Ticket(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    type: Mapped[str] = mapped_column(String(100))
+    type: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
     summary: Mapped[str] = mapped_column(Text)
     details: Mapped[str] = mapped_column(Text)
     priority: Mapped[int]
-    team: Mapped[str | None] = mapped_column(String(100))
-    category: Mapped[str | None] = mapped_column(String(100))
+    team: Mapped[str | None] = mapped_column(Text)
+    category: Mapped[str | None] = mapped_column(Text)
     client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"))
-    client_name: Mapped[str | None] = mapped_column(String(200))
+    client_name: Mapped[str | None] = mapped_column(Text)
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="SET NULL"))
-    site_name: Mapped[str | None] = mapped_column(String(200))
+    site_name: Mapped[str | None] = mapped_column(Text)
     asset_id: Mapped[int | None] = mapped_column(
         ForeignKey("assets.id", ondelete="SET NULL"), index=True
     )
     matched_by: Mapped[str] = mapped_column(String(32))
-    asset_ref: Mapped[str] = mapped_column(String(300))
+    asset_ref: Mapped[str] = mapped_column(Text)
     """The asset part of the dedup key, swapped when a later import links the asset."""
-    sender_rule: Mapped[str | None] = mapped_column(String(200))
-    alert_type: Mapped[str | None] = mapped_column(String(200))
-    dedup_key: Mapped[str] = mapped_column(String(1000))
+    sender_rule: Mapped[str | None] = mapped_column(Text)
+    alert_type: Mapped[str | None] = mapped_column(Text)
+    dedup_key: Mapped[str] = mapped_column(Text)
     fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
     """The opening alert's extracted fields, kept to link the asset later."""
     occurrences: Mapped[int] = mapped_column(default=1)
@@ -255,8 +256,18 @@ class TicketEvent(Base):
     """When it happened: the alert's own time for alert events."""
     recorded_at: Mapped[datetime]
     kind: Mapped[str] = mapped_column(String(32))
-    actor: Mapped[str] = mapped_column(String(100))
+    actor: Mapped[str] = mapped_column(Text)
     message_id: Mapped[int | None] = mapped_column(
         ForeignKey("messages.id", ondelete="SET NULL"), index=True
     )
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+def core_table(model: type[Base]) -> Table:
+    """The Core table behind a mapped class, for bulk statements without ORM overhead."""
+    return cast(Table, model.__table__)
+
+
+MESSAGES = core_table(Message)
+TICKETS = core_table(Ticket)
+TICKET_EVENTS = core_table(TicketEvent)

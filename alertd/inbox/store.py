@@ -1,12 +1,14 @@
-"""The inbox table's operations: accept, claim, complete, fail, retry (R1.4).
+"""The inbox table's operations: accept, claim, renew, complete, fail, retry (R1.4).
 
 `accept()` commits before it returns, so a source acknowledges only what is
-durable. Duplicates are settled by unique constraints, not by looking first:
-the same Message-ID with the same content, or the same mailbox UID, is
-stored once however many times and through however many instances it
-arrives. Workers claim rows with a lease (`FOR UPDATE SKIP LOCKED` on
-PostgreSQL) and finish them only if they still hold the claim, so a row
-taken back after an expired lease is never processed twice.
+durable; `accept_many()` stores a batch (an IMAP fetch, a burst of SMTP
+sessions) in one transaction. Duplicates are settled by unique constraints,
+not by looking first: the same Message-ID with the same content, or the
+same mailbox UID, is stored once however many times and through however
+many instances it arrives. Workers claim rows under a lease
+(`FOR UPDATE SKIP LOCKED` on PostgreSQL) and complete them only in a
+transaction that has re-confirmed the claim, so a row taken back after an
+expired lease is never processed twice.
 """
 
 from __future__ import annotations
@@ -20,22 +22,18 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alertd.clock import Clock
 from alertd.db.engine import storage_errors
-from alertd.db.tables import Message
+from alertd.db.tables import MESSAGES, Message
 from alertd.domain import Accepted, Envelope, RawMessage
 from alertd.errors import NotFound, PermanentError
 
 MESSAGE_KEY_LENGTH = 255
 _HEADER_END = (b"\r\n\r\n", b"\n\n")
-
-
-class LeaseLost(Exception):
-    """Another worker took this message back after our lease expired."""
 
 
 class RetryRefused(PermanentError):
@@ -91,6 +89,11 @@ def header_message_id(data: bytes) -> str | None:
     return text or None
 
 
+def dialect_name(session: AsyncSession) -> str:
+    """`sqlite` or `postgresql`."""
+    return session.get_bind().dialect.name
+
+
 class InboxStore:
     """The inbox operations, each in its own transaction unless a session is given."""
 
@@ -104,51 +107,69 @@ class InboxStore:
 
     async def accept(self, message: RawMessage) -> Accepted:
         """Store ``message`` durably (committed on return); a repeat returns the first id."""
-        envelope = message.envelope
-        message_id = header_message_id(message.data)
-        values = {
-            "source": envelope.source,
-            "mail_from": envelope.mail_from,
-            "rcpt_to": list(envelope.rcpt_to),
-            "peer": envelope.peer,
-            "mailbox": envelope.mailbox,
-            "uidvalidity": envelope.uidvalidity,
-            "uid": envelope.uid,
-            "message_id": message_id,
-            "message_key": (message_id or "")[:MESSAGE_KEY_LENGTH],
-            "content_hash": content_hash(message.data),
-            "size": len(message.data),
-            "raw": message.data,
-            "received_at": message.received_at,
-            "state": "received",
-            "attempts": 0,
-        }
-        async with storage_errors(), self.sessions.begin() as session:
-            insert = _insert_ignoring_duplicates(session).values(**values)
-            row = (await session.execute(insert.returning(Message.id))).first()
-            if row is not None:
-                accepted = Accepted(int(row[0]), duplicate=False)
-            else:
-                accepted = Accepted(await self._existing(session, values), duplicate=True)
-        self.arrived.set()
+        [accepted] = await self.accept_many([message])
         return accepted
 
-    async def _existing(self, session: AsyncSession, values: dict[str, Any]) -> int:
-        same_content = and_(
-            Message.message_key == values["message_key"],
-            Message.content_hash == values["content_hash"],
+    async def accept_many(self, messages: Sequence[RawMessage]) -> list[Accepted]:
+        """Store several mails in one transaction; the answers follow their order."""
+        if not messages:
+            return []
+        rows = [_row(message) for message in messages]
+        async with storage_errors(), self.sessions.begin() as session:
+            module = postgresql if dialect_name(session) == "postgresql" else sqlite
+            table = MESSAGES
+            connection = await session.connection()
+            inserted = await connection.execute(
+                module.insert(table).on_conflict_do_nothing()
+                .returning(table.c.id, table.c.message_key, table.c.content_hash),
+                rows,
+            )
+            new = {(key, digest): int(mid) for mid, key, digest in inserted.all()}
+            answers: list[Accepted | None] = []
+            claimed_new: set[tuple[str, str]] = set()
+            for row in rows:
+                identity = (row["message_key"], row["content_hash"])
+                if identity in new and identity not in claimed_new:
+                    claimed_new.add(identity)
+                    answers.append(Accepted(new[identity], duplicate=False))
+                else:
+                    answers.append(None)
+            missing = [row for row, answer in zip(rows, answers, strict=True) if answer is None]
+            if missing:
+                existing = await self._existing(session, missing)
+                answers = [
+                    answer or Accepted(existing[_identity(row)], duplicate=True)
+                    for row, answer in zip(rows, answers, strict=True)
+                ]
+        self.arrived.set()
+        return [answer for answer in answers if answer is not None]
+
+    async def _existing(
+        self, session: AsyncSession, rows: Sequence[dict[str, Any]]
+    ) -> dict[tuple[Any, ...], int]:
+        """Ids of stored rows that these rows duplicate, by content or by mailbox UID."""
+        found: dict[tuple[Any, ...], int] = {}
+        pairs = {(row["message_key"], row["content_hash"]) for row in rows}
+        by_content = await session.execute(
+            select(Message.id, Message.message_key, Message.content_hash)
+            .where(tuple_(Message.message_key, Message.content_hash).in_(pairs))
         )
-        same_uid = and_(
-            Message.mailbox == values["mailbox"],
-            Message.uidvalidity == values["uidvalidity"],
-            Message.uid == values["uid"],
-        ) if values["uid"] is not None else None
-        condition = same_content if same_uid is None else or_(same_content, same_uid)
-        found = (await session.execute(
-            select(Message.id).where(condition).order_by(Message.id).limit(1)
-        )).scalar()
-        assert found is not None, "insert ignored but no conflicting row found"
-        return int(found)
+        for mid, key, digest in by_content.all():
+            found.setdefault(("content", key, digest), int(mid))
+        uids = {(row["mailbox"], row["uidvalidity"], row["uid"]) for row in rows
+                if row["uid"] is not None}
+        if uids:
+            by_uid = await session.execute(
+                select(Message.id, Message.mailbox, Message.uidvalidity, Message.uid)
+                .where(tuple_(Message.mailbox, Message.uidvalidity, Message.uid).in_(uids))
+            )
+            for mid, mailbox, validity, uid in by_uid.all():
+                found.setdefault(("uid", mailbox, validity, uid), int(mid))
+        return {
+            _identity(row): found.get(("content", row["message_key"], row["content_hash"]))
+            or found[("uid", row["mailbox"], row["uidvalidity"], row["uid"])]
+            for row in rows
+        }
 
     # -- claiming ----------------------------------------------------------------
 
@@ -157,40 +178,50 @@ class InboxStore:
     ) -> list[Claimed]:
         """Take up to ``limit`` messages that are due, oldest first, under a lease."""
         now = self.clock.now()
+        table = MESSAGES
         async with storage_errors(), self.sessions.begin() as session:
-            ids = await self._due_ids(session, limit, now)
+            ids, expired = await self._due_ids(session, limit, now)
             if not ids:
                 return []
-            await self._give_up_on_crashers(session, ids, max_attempts, now)
-            result = await session.execute(
-                update(Message)
-                .where(Message.id.in_(ids))
-                .where(or_(Message.state != "failed", Message.retry_at.is_not(None)))
+            if expired:
+                await self._give_up_on_crashers(session, expired, max_attempts, now)
+            connection = await session.connection()
+            result = await connection.execute(
+                update(table)
+                .where(table.c.id.in_(ids))
+                .where(or_(table.c.state != "failed", table.c.retry_at.is_not(None)))
                 .values(state="processing", claimed_by=worker, lease_until=now + lease,
-                        attempts=Message.attempts + 1)
-                .returning(Message.id, Message.source, Message.mail_from, Message.rcpt_to,
-                           Message.peer, Message.mailbox, Message.uidvalidity, Message.uid,
-                           Message.raw, Message.received_at, Message.attempts)
+                        attempts=table.c.attempts + 1)
+                .returning(table.c.id, table.c.source, table.c.mail_from, table.c.rcpt_to,
+                           table.c.peer, table.c.mailbox, table.c.uidvalidity, table.c.uid,
+                           table.c.raw, table.c.received_at, table.c.attempts)
             )
             rows = sorted(result.all(), key=lambda row: row[0])
         return [_claimed(row) for row in rows]
 
-    async def _due_ids(self, session: AsyncSession, limit: int, now: datetime) -> list[int]:
+    async def _due_ids(
+        self, session: AsyncSession, limit: int, now: datetime
+    ) -> tuple[list[int], list[int]]:
+        """Due ids, oldest first: new, then failed and due, then abandoned (lease expired)."""
         conditions = (
             Message.state == "received",
             and_(Message.state == "failed", Message.retry_at <= now),
             and_(Message.state == "processing", Message.lease_until < now),
         )
         ids: list[int] = []
-        for condition in conditions:
+        expired: list[int] = []
+        for index, condition in enumerate(conditions):
             query = select(Message.id).where(condition).order_by(Message.id)
             query = query.limit(limit - len(ids))
             if dialect_name(session) == "postgresql":
                 query = query.with_for_update(skip_locked=True)
-            ids.extend(int(i) for i in (await session.execute(query)).scalars())
+            found = [int(i) for i in (await session.execute(query)).scalars()]
+            ids.extend(found)
+            if index == len(conditions) - 1:
+                expired = found
             if len(ids) >= limit:
                 break
-        return ids
+        return ids, expired
 
     async def _give_up_on_crashers(
         self, session: AsyncSession, ids: Sequence[int], max_attempts: int, now: datetime
@@ -205,55 +236,78 @@ class InboxStore:
                            "(the worker crashed or hung); retry by hand")
         )
 
-    # -- finishing ---------------------------------------------------------------
-
-    async def complete(
-        self, session: AsyncSession, message_id: int, worker: str, completion: Completion
-    ) -> None:
-        """Record the outcome in the caller's transaction; LeaseLost if the claim is gone."""
+    async def renew(
+        self, session: AsyncSession, message_ids: Sequence[int], worker: str, lease: timedelta
+    ) -> set[int]:
+        """Re-confirm our claim in the caller's transaction; returns the ids still ours."""
+        if not message_ids:
+            return set()
         result = await session.execute(
             update(Message)
-            .where(Message.id == message_id, Message.claimed_by == worker,
+            .where(Message.id.in_(message_ids), Message.claimed_by == worker,
                    Message.state == "processing")
-            .values(
-                state=completion.state, action=completion.action, reason=completion.reason,
-                ticket_id=completion.ticket_id, sender=completion.sender,
-                subject=completion.subject, alert_time=completion.alert_time,
-                sender_rule=completion.sender_rule, alert_type=completion.alert_type,
-                outcome=completion.outcome, fields=completion.fields, trace=completion.trace,
-                ruleset_version=completion.ruleset_version, processed_at=self.clock.now(),
-                claimed_by=None, lease_until=None, retry_at=None,
-            )
+            .values(lease_until=self.clock.now() + lease)
             .returning(Message.id)
         )
-        if result.first() is None:
-            raise LeaseLost(message_id)
+        return {int(row[0]) for row in result.all()}
 
-    async def fail(
-        self, message_id: int, worker: str, reason: str, *, retry_at: datetime | None
+    # -- finishing ---------------------------------------------------------------
+
+    async def complete_many(
+        self, session: AsyncSession, completions: Sequence[tuple[int, Completion]]
     ) -> None:
-        """Mark a claimed message failed, with when (if ever) to try again."""
-        async with storage_errors(), self.sessions.begin() as session:
-            await session.execute(
-                update(Message)
-                .where(Message.id == message_id, Message.claimed_by == worker,
-                       Message.state == "processing")
-                .values(state="failed", reason=reason, retry_at=retry_at,
-                        processed_at=self.clock.now(), claimed_by=None, lease_until=None)
-            )
-
-    async def release(self, message_ids: Sequence[int], worker: str) -> None:
-        """Hand claimed but unstarted messages back, so they need not wait for the lease."""
-        if not message_ids:
+        """Record outcomes in the caller's transaction (claims confirmed by `renew`)."""
+        if not completions:
             return
-        async with storage_errors(), self.sessions.begin() as session:
-            await session.execute(
-                update(Message)
-                .where(Message.id.in_(message_ids), Message.claimed_by == worker,
-                       Message.state == "processing")
-                .values(state="received", claimed_by=None, lease_until=None,
-                        attempts=Message.attempts - 1)
+        now = self.clock.now()
+        statement = (
+            update(Message)
+            .where(Message.id == bindparam("m_id"))
+            .values(
+                state=bindparam("m_state"), action=bindparam("m_action"),
+                reason=bindparam("m_reason"), ticket_id=bindparam("m_ticket_id"),
+                sender=bindparam("m_sender"), subject=bindparam("m_subject"),
+                alert_time=bindparam("m_alert_time"), sender_rule=bindparam("m_sender_rule"),
+                alert_type=bindparam("m_alert_type"), outcome=bindparam("m_outcome"),
+                fields=bindparam("m_fields"), trace=bindparam("m_trace"),
+                ruleset_version=bindparam("m_ruleset_version"),
+                processed_at=now, claimed_by=None, lease_until=None, retry_at=None,
             )
+        )
+        params = [
+            {
+                "m_id": message_id, "m_state": c.state, "m_action": c.action,
+                "m_reason": c.reason, "m_ticket_id": c.ticket_id, "m_sender": c.sender,
+                "m_subject": c.subject, "m_alert_time": c.alert_time,
+                "m_sender_rule": c.sender_rule, "m_alert_type": c.alert_type,
+                "m_outcome": c.outcome, "m_fields": c.fields, "m_trace": c.trace,
+                "m_ruleset_version": c.ruleset_version,
+            }
+            for message_id, c in completions
+        ]
+        connection = await session.connection()
+        await connection.execute(statement, params)
+
+    async def fail_many(
+        self, failures: Sequence[tuple[int, str, datetime | None]], worker: str
+    ) -> None:
+        """Mark claimed messages failed: (id, reason, when to retry or None)."""
+        if not failures:
+            return
+        now = self.clock.now()
+        statement = (
+            update(Message)
+            .where(Message.id == bindparam("m_id"), Message.claimed_by == worker,
+                   Message.state == "processing")
+            .values(state="failed", reason=bindparam("m_reason"),
+                    retry_at=bindparam("m_retry_at"), processed_at=now, claimed_by=None,
+                    lease_until=None)
+        )
+        params = [{"m_id": mid, "m_reason": reason, "m_retry_at": retry_at}
+                  for mid, reason, retry_at in failures]
+        async with storage_errors(), self.sessions.begin() as session:
+            connection = await session.connection()
+            await connection.execute(statement, params)
 
     # -- admin -------------------------------------------------------------------
 
@@ -288,14 +342,31 @@ class InboxStore:
         return ids
 
 
-def _insert_ignoring_duplicates(session: AsyncSession) -> Any:
-    module = postgresql if dialect_name(session) == "postgresql" else sqlite
-    return module.insert(Message).on_conflict_do_nothing()
+def _row(message: RawMessage) -> dict[str, Any]:
+    envelope = message.envelope
+    message_id = header_message_id(message.data)
+    return {
+        "source": envelope.source,
+        "mail_from": envelope.mail_from,
+        "rcpt_to": list(envelope.rcpt_to),
+        "peer": envelope.peer,
+        "mailbox": envelope.mailbox,
+        "uidvalidity": envelope.uidvalidity,
+        "uid": envelope.uid,
+        "message_id": message_id,
+        "message_key": (message_id or "")[:MESSAGE_KEY_LENGTH],
+        "content_hash": content_hash(message.data),
+        "size": len(message.data),
+        "raw": message.data,
+        "received_at": message.received_at,
+        "state": "received",
+        "attempts": 0,
+    }
 
 
-def dialect_name(session: AsyncSession) -> str:
-    """`sqlite` or `postgresql`."""
-    return session.get_bind().dialect.name
+def _identity(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row["message_key"], row["content_hash"], row["mailbox"], row["uidvalidity"],
+            row["uid"])
 
 
 def _claimed(row: Any) -> Claimed:

@@ -1,10 +1,13 @@
 """The inbox worker: claims messages, runs the pipeline, records every outcome.
 
-Each message is processed in its own transaction and ends in a named state:
-done, ignored, or failed with a reason. A transient failure (database
-unavailable) is retried later with exponential backoff; a parse failure or
-a bug waits for `alertd messages retry`. The worker wakes at once for mail
-stored by this process and polls for mail stored by others.
+A claimed batch is processed in one transaction: the claim is re-confirmed,
+the pipeline runs, and the messages' new states commit with the ticket
+changes they caused. Every message ends in a named state: done, ignored, or
+failed with a reason. If a batch cannot be written (a rare race with
+another instance, or one message the database refuses), its messages are
+processed one by one, so one bad message never holds up the others. A
+transient failure (database unavailable) is retried later with exponential
+backoff; a parse failure or a bug waits for `alertd messages retry`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -24,8 +27,8 @@ from alertd.clock import Clock
 from alertd.db.engine import is_unavailable, storage_errors
 from alertd.domain import ParsedMail
 from alertd.errors import ParseError, StorageUnavailable
-from alertd.inbox.pipeline import Pipeline
-from alertd.inbox.store import Claimed, InboxStore, LeaseLost
+from alertd.inbox.pipeline import Incoming, Pipeline, Processed
+from alertd.inbox.store import Claimed, Completion, InboxStore
 from alertd.logs import get_logger
 from alertd.mail.parse import parse_mail
 from alertd.rules.engine import RuleSet
@@ -75,7 +78,7 @@ class InboxWorker:
         self.name = name or worker_id()
 
     async def drain(self, stopping: asyncio.Event | None = None) -> DrainReport:
-        """Process until nothing is due; stops between messages once ``stopping`` is set."""
+        """Process until nothing is due; stops between batches once ``stopping`` is set."""
         report = DrainReport()
         while stopping is None or not stopping.is_set():
             batch = await self.store.claim(
@@ -84,7 +87,8 @@ class InboxWorker:
             )
             if not batch:
                 break
-            await self._process_batch(batch, report, stopping)
+            await self.process_batch(batch, report)
+            await asyncio.sleep(0)  # let sources accept mail between batches
         return report
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -104,78 +108,96 @@ class InboxWorker:
                 for waiter in waits:
                     waiter.cancel()
 
-    async def _process_batch(
-        self, batch: list[Claimed], report: DrainReport, stopping: asyncio.Event | None
-    ) -> None:
-        parsed = await asyncio.to_thread(_parse_all, [item.data for item in batch])
-        for index, (item, mail) in enumerate(zip(batch, parsed, strict=True)):
-            if stopping is not None and stopping.is_set():
-                # Not started: give the rest back now rather than after the lease.
-                await self._release(batch[index:])
-                return
-            state = await self._process_one(item, mail)
-            if state is not None:
-                report.count(state)
-            await asyncio.sleep(0)  # let sources accept mail between messages
-
-    async def _process_one(self, item: Claimed, mail: ParsedMail | ParseError) -> str | None:
+    async def process_batch(self, batch: Sequence[Claimed], report: DrainReport) -> None:
+        """Parse, process and record one claimed batch."""
         started = time.perf_counter()
-        structlog.contextvars.bind_contextvars(
-            message_id=item.id, source=item.envelope.source,
-            mail_message_id=mail.message_id if isinstance(mail, ParsedMail) else None,
-        )
+        parsed = await asyncio.to_thread(_parse_all, [item.data for item in batch])
+        work = list(zip(batch, parsed, strict=True))
         try:
-            if isinstance(mail, ParseError):
-                await self._fail(item, f"parse: {mail}", transient=False)
-                return "failed"
-            rules = self.rules()
-            try:
-                async with storage_errors(), self.sessions.begin() as session:
-                    completion, _, _, _ = await self.pipeline.process(
-                        session, item.id, mail, item.envelope, item.received_at, rules
-                    )
-                    await self.store.complete(session, item.id, self.name, completion)
-            except LeaseLost:
-                log.warning("message.lease_lost")
-                return None
-            except StorageUnavailable as error:
-                await self._fail(item, f"storage: {error}", transient=True)
-                raise
-            except Exception as error:
-                if is_unavailable(error):
-                    await self._fail(item, f"storage: {error}", transient=True)
-                    raise StorageUnavailable(str(error)) from error
-                log.exception("message.error")
-                await self._fail(item, f"error: {type(error).__name__}: {error}",
-                                 transient=False)
-                return "failed"
-            log.info(
-                "message.processed", state=completion.state, action=completion.action,
-                sender_rule=completion.sender_rule, alert_type=completion.alert_type,
-                ticket_id=completion.ticket_id, reason=completion.reason,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            )
-            return completion.state
-        finally:
-            structlog.contextvars.unbind_contextvars("message_id", "source", "mail_message_id")
+            results = await self._run(work)
+        except StorageUnavailable as error:
+            await self._fail_transient(batch, f"storage: {error}")
+            raise
+        except Exception as error:
+            if is_unavailable(error):
+                await self._fail_transient(batch, f"storage: {error}")
+                raise StorageUnavailable(str(error)) from error
+            if len(work) == 1:
+                await self._fail_permanent(work[0][0], error)
+                report.count("failed")
+                return
+            log.warning("inbox.batch_retried_singly", size=len(work),
+                        error=f"{type(error).__name__}: {error}")
+            for one in work:
+                await self.process_batch([one[0]], report)
+            return
+        elapsed_ms = (time.perf_counter() - started) * 1000 / max(len(results), 1)
+        for claimed, mail, completion in results:
+            _log_processed(claimed, mail, completion, elapsed_ms)
+            report.count(completion.state)
 
-    async def _fail(self, item: Claimed, reason: str, *, transient: bool) -> None:
-        retry_at: datetime | None = None
-        if transient and item.attempts < self.settings.max_attempts:
-            delay = min(self.settings.retry_backoff * (2 ** (item.attempts - 1)),
-                        self.settings.retry_backoff_max)
-            retry_at = self.clock.now() + delay
-        elif transient:
-            reason = f"{reason} (gave up after {item.attempts} attempts; retry by hand)"
-        log.info("message.processed", state="failed", reason=reason, retry_at=retry_at,
-                 attempts=item.attempts)
+    async def _run(
+        self, work: list[tuple[Claimed, ParsedMail | ParseError]]
+    ) -> list[tuple[Claimed, ParsedMail | ParseError, Completion]]:
+        rules = self.rules()
+        async with storage_errors(), self.sessions.begin() as session:
+            ours = await self.store.renew(session, [c.id for c, _ in work], self.name,
+                                          self.settings.lease)
+            work = [(claimed, mail) for claimed, mail in work if claimed.id in ours]
+            incoming = [Incoming(c.id, mail, c.envelope, c.received_at)
+                        for c, mail in work if isinstance(mail, ParsedMail)]
+            processed = {p.message_id: p for p in
+                         await self.pipeline.process(session, incoming, rules)}
+            results = [(claimed, mail, _completion_for(claimed, mail, processed))
+                       for claimed, mail in work]
+            await self.store.complete_many(session, [(c.id, done) for c, _, done in results])
+        return results
+
+    async def _fail_transient(self, batch: Sequence[Claimed], reason: str) -> None:
+        failures: list[tuple[int, str, datetime | None]] = []
+        for item in batch:
+            retry_at: datetime | None = None
+            text = reason
+            if item.attempts < self.settings.max_attempts:
+                delay = min(self.settings.retry_backoff * (2 ** (item.attempts - 1)),
+                            self.settings.retry_backoff_max)
+                retry_at = self.clock.now() + delay
+            else:
+                text = f"{reason} (gave up after {item.attempts} attempts; retry by hand)"
+            failures.append((item.id, text, retry_at))
         try:
-            await self.store.fail(item.id, self.name, reason, retry_at=retry_at)
+            await self.store.fail_many(failures, self.name)
         except StorageUnavailable:
-            log.warning("message.fail_not_recorded", reason=reason)
+            log.warning("inbox.failure_not_recorded", count=len(failures), reason=reason)
 
-    async def _release(self, items: list[Claimed]) -> None:
-        await self.store.release([item.id for item in items], self.name)
+    async def _fail_permanent(self, item: Claimed, error: BaseException) -> None:
+        reason = f"error: {type(error).__name__}: {error}"
+        log.error("message.processed", message_id=item.id, source=item.envelope.source,
+                  state="failed", reason=reason, exc_info=error)
+        await self.store.fail_many([(item.id, reason, None)], self.name)
+
+
+def _completion_for(
+    claimed: Claimed, mail: ParsedMail | ParseError, processed: dict[int | None, Processed]
+) -> Completion:
+    if isinstance(mail, ParseError):
+        return Completion(state="failed", action="none", reason=f"parse: {mail}")
+    return processed[claimed.id].completion
+
+
+def _log_processed(
+    claimed: Claimed, mail: ParsedMail | ParseError, completion: Completion, elapsed_ms: float
+) -> None:
+    with structlog.contextvars.bound_contextvars(
+        message_id=claimed.id, source=claimed.envelope.source,
+        mail_message_id=mail.message_id if isinstance(mail, ParsedMail) else None,
+    ):
+        log.info(
+            "message.processed", state=completion.state, action=completion.action,
+            sender_rule=completion.sender_rule, alert_type=completion.alert_type,
+            ticket_id=completion.ticket_id, reason=completion.reason,
+            duration_ms=round(elapsed_ms, 2),
+        )
 
 
 def _parse_all(blobs: list[bytes]) -> list[ParsedMail | ParseError]:

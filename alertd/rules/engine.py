@@ -15,7 +15,7 @@ from pathlib import Path
 
 from alertd.domain import Decision, Envelope, Outcome, ParsedMail, TicketSpec, TraceStep
 from alertd.mail.noise import noise_reason
-from alertd.rules.patterns import Pattern
+from alertd.rules.patterns import Pattern, encode
 from alertd.templates import Template
 
 MAX_DETAILS_CHARS = 65_536
@@ -36,16 +36,18 @@ class MailView:
         sender = mail.sender or (envelope.mail_from if envelope else None) or ""
         self.sender = sender.strip().lower()
         recipients = list(mail.to) + list(envelope.rcpt_to if envelope else ())
+        subject = encode(mail.subject)
+        body = encode(mail.text)
         self._texts = {
-            "subject": mail.subject,
-            "body": mail.text,
-            "text": f"{mail.subject}\n{mail.text}",
-            "from": self.sender,
-            "to": "\n".join(recipients),
+            "subject": subject,
+            "body": body,
+            "text": subject + b"\n" + body,
+            "from": encode(self.sender),
+            "to": encode("\n".join(recipients)),
         }
 
-    def text(self, source: str) -> str:
-        """The text a condition on ``source`` is tested against."""
+    def text(self, source: str) -> bytes:
+        """The encoded text a condition on ``source`` is tested against."""
         return self._texts[source]
 
     def builtins(self) -> dict[str, str]:
@@ -80,7 +82,7 @@ class Condition:
         if self.source == "field":
             assert self.key is not None
             return self.pattern.search(fields.get(self.key, ""))
-        return self.pattern.search(view.text(self.source))
+        return self.pattern.search_bytes(view.text(self.source))
 
     def describe(self) -> str:
         """`body ~ /pattern/`, for traces."""

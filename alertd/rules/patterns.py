@@ -2,7 +2,8 @@
 
 RE2 runs in time linear in the input: `(a+)+$` on a megabyte returns at
 once. The price is no backreferences and no lookaround, which a load-time
-problem names plainly.
+problem names plainly. Patterns run over UTF-8 bytes: a mail's texts are
+encoded once and searched by every pattern, instead of once per search.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class Pattern:
     def compile(cls, source: str) -> Pattern:
         """Compile ``source``; PatternError says why RE2 refused it."""
         try:
-            compiled = re2.compile(source, _OPTIONS)
+            compiled = re2.compile(source.encode("utf-8", "surrogateescape"), _OPTIONS)
         except re2.error as error:
             detail = error.args[0] if error.args else error
             if isinstance(detail, bytes):
@@ -44,15 +45,30 @@ class Pattern:
     @property
     def group_names(self) -> frozenset[str]:
         """Named groups, the fields this pattern can extract."""
-        return frozenset(self._compiled.groupindex)
+        return frozenset(_text(name) for name in self._compiled.groupindex)
 
     def search(self, text: str) -> Mapping[str, str] | None:
         """The named groups of the first match (empty values dropped), or None."""
-        match = self._compiled.search(text)
+        return self.search_bytes(encode(text))
+
+    def search_bytes(self, data: bytes) -> Mapping[str, str] | None:
+        """`search` over text already encoded with `encode`."""
+        match = self._compiled.search(data)
         if match is None:
             return None
-        return {
-            name: value.strip()
-            for name, value in match.groupdict().items()
-            if value is not None and value.strip()
-        }
+        out: dict[str, str] = {}
+        for name, value in match.groupdict().items():
+            if value:
+                stripped = _text(value).strip()
+                if stripped:
+                    out[_text(name)] = stripped
+        return out
+
+
+def encode(text: str) -> bytes:
+    """Text as patterns search it."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

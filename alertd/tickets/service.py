@@ -1,201 +1,305 @@
-"""Applying a decision to the tickets: the dedup state machine of SPEC R4.3.
+"""Applying alerts to tickets: the dedup state machine of SPEC R4.3.
 
 For a problem: an open ticket with the same key gets an occurrence; a
 ticket resolved within the reopen window before the alert is reopened
 (flapping); otherwise a new ticket opens. For a recovery: the open ticket
 is resolved, unless the recovery is older than the ticket's latest problem
 (it sat in a queue); with nothing open it is only recorded. Closed tickets
-are final.
+are final: a later problem opens a new ticket.
 
 Every time is the alert's own time, so replaying saved mail gives the same
-tickets as live arrival. Races between workers and instances are settled by
-the database: a partial unique index allows one open ticket per key, status
-changes are conditional updates, and a lost race is retried from the top.
+tickets as live arrival.
+
+A `TicketBook` works on a batch of alerts: it locks their keys, loads the
+tickets they can touch in one query, applies the alerts in order in
+memory, and writes everything back in a few statements. Writers of the same
+key take turns on a database lock (advisory on PostgreSQL, the single
+writer on SQLite), and a partial unique index allows one open ticket per
+key whatever happens, so dedup holds across workers and instances.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, literal, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alertd.clock import Clock
-from alertd.db.tables import Ticket, TicketEvent, UtcDateTime
-from alertd.domain import AssetMatch, Decision, TicketOutcome
+from alertd.db.locks import lock_names
+from alertd.db.tables import TICKET_EVENTS as EVENTS
+from alertd.db.tables import TICKETS, Ticket, TicketEvent
+from alertd.domain import Action, AssetMatch, Decision
 from alertd.errors import AlertdError, NotFound
 
-MAX_RACE_RETRIES = 8
+KEY_CHUNK = 500
+"""Keys per IN list when loading tickets."""
+
 
 
 class TicketStateError(AlertdError):
     """A status change that the ticket's current status does not allow."""
 
 
+@dataclass(slots=True)
+class TicketState:
+    """The columns of a ticket that alerts change, held in memory for one batch."""
+
+    id: int | None
+    dedup_key: str
+    status: str
+    occurrences: int
+    first_seen: datetime
+    last_seen: datetime
+    last_problem_at: datetime
+    resolved_at: datetime | None
+    resolution: str | None
+    updated_at: datetime
+    new_row: dict[str, Any] | None = None
+    """All columns of a ticket this batch opens (None for a loaded one)."""
+    dirty: bool = False
+
+
+_STATE_COLUMNS = ("id", "dedup_key", "status", "occurrences", "first_seen", "last_seen",
+                  "last_problem_at", "resolved_at", "resolution", "updated_at")
+_CHANGED_COLUMNS = ("status", "occurrences", "first_seen", "last_seen", "last_problem_at",
+                    "resolved_at", "resolution", "updated_at")
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What one alert did: the action, the ticket it touched (if any), and a note."""
+
+    action: Action
+    ticket: TicketState | None
+    detail: str = ""
+
+    @property
+    def ticket_id(self) -> int | None:
+        """The ticket's id (known once the book has been written)."""
+        return self.ticket.id if self.ticket is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    ticket: TicketState
+    kind: str
+    at: datetime
+    message_id: int | None
+    detail: str
+
+
+class TicketBook:
+    """The tickets one batch of alerts can touch, changed in memory and written once."""
+
+    def __init__(self, session: AsyncSession, *, reopen_window: timedelta, clock: Clock) -> None:
+        self.session = session
+        self.reopen_window = reopen_window
+        self.clock = clock
+        self._open: dict[str, TicketState] = {}
+        self._resolved: dict[str, TicketState] = {}
+        self._touched: list[TicketState] = []
+        self._events: list[_Event] = []
+
+    async def load(self, keys: Iterable[str]) -> None:
+        """Lock ``keys`` and load their open and latest resolved tickets."""
+        wanted = sorted(set(keys))
+        await lock_names(self.session, (f"ticket-key:{key}" for key in wanted))
+        columns = [getattr(TICKETS.c, name) for name in _STATE_COLUMNS]
+        for start in range(0, len(wanted), KEY_CHUNK):
+            chunk = wanted[start : start + KEY_CHUNK]
+            ranked = (
+                select(
+                    TICKETS.c.id,
+                    func.row_number().over(
+                        partition_by=(TICKETS.c.dedup_key, TICKETS.c.status),
+                        order_by=(TICKETS.c.resolved_at.desc(), TICKETS.c.id.desc()),
+                    ).label("rank"),
+                )
+                .where(TICKETS.c.dedup_key.in_(chunk),
+                       TICKETS.c.status.in_(("open", "resolved")))
+                .subquery()
+            )
+            rows = await self.session.execute(
+                select(*columns).join(ranked, ranked.c.id == TICKETS.c.id)
+                .where(ranked.c.rank == 1)
+            )
+            for row in rows.all():
+                ticket = TicketState(*row)
+                target = self._open if ticket.status == "open" else self._resolved
+                target[ticket.dedup_key] = ticket
+
+    def apply(
+        self, message_id: int | None, decision: Decision, asset: AssetMatch, at: datetime
+    ) -> Applied:
+        """Apply one alert, happening at ``at``; alerts must come in arrival order."""
+        key = decision.dedup_key(asset.ref)
+        if key is None:
+            return Applied("none", None)
+        if decision.outcome == "problem":
+            return self._problem(message_id, decision, asset, key, at)
+        if decision.outcome == "recovery":
+            return self._recovery(message_id, key, at)
+        return Applied("none", None)
+
+    async def write(self) -> None:
+        """Insert opened tickets, update changed ones, then add their history."""
+        connection = await self.session.connection()
+        opened = [t for t in self._touched if t.new_row is not None]
+        if opened:
+            rows = [{**t.new_row, **_changed(t)} for t in opened if t.new_row is not None]
+            result = await connection.execute(
+                insert(TICKETS).returning(TICKETS.c.id, sort_by_parameter_order=True), rows
+            )
+            for ticket, (ticket_id,) in zip(opened, result.all(), strict=True):
+                ticket.id = int(ticket_id)
+                ticket.new_row = None
+                ticket.dirty = False
+        changed = [t for t in self._touched if t.dirty]
+        if changed:
+            await connection.execute(
+                update(TICKETS).where(TICKETS.c.id == bindparam("t_id"))
+                .values({name: bindparam(f"t_{name}") for name in _CHANGED_COLUMNS}),
+                [{"t_id": t.id, **{f"t_{k}": v for k, v in _changed(t).items()}}
+                 for t in changed],
+            )
+            for ticket in changed:
+                ticket.dirty = False
+        self._touched.clear()
+        if self._events:
+            recorded = self.clock.now()
+            await connection.execute(insert(EVENTS), [
+                {"ticket_id": e.ticket.id, "at": e.at, "recorded_at": recorded,
+                 "kind": e.kind, "actor": "alert", "message_id": e.message_id,
+                 "detail": e.detail}
+                for e in self._events
+            ])
+            self._events.clear()
+
+    # -- problems ----------------------------------------------------------------
+
+    def _problem(
+        self, message_id: int | None, decision: Decision, asset: AssetMatch, key: str,
+        at: datetime,
+    ) -> Applied:
+        ticket = self._open.get(key)
+        if ticket is not None:
+            count = self._count_occurrence(ticket, at)
+            detail = f"occurrence {count}"
+            self._event(ticket, "occurrence", at, message_id, detail)
+            return Applied("occurrence", ticket, detail)
+        resolved = self._resolved.get(key)
+        if resolved is not None and resolved.resolved_at is not None:
+            if at <= resolved.resolved_at:
+                count = self._count_occurrence(resolved, at)
+                detail = f"occurrence {count}, older than the resolution: stays resolved"
+                self._event(resolved, "late_occurrence", at, message_id, detail)
+                return Applied("occurrence", resolved, detail)
+            if at - resolved.resolved_at <= self.reopen_window:
+                return self._reopen(message_id, key, resolved, at)
+        return self._open_new(message_id, decision, asset, key, at)
+
+    def _count_occurrence(self, ticket: TicketState, at: datetime) -> int:
+        ticket.occurrences += 1
+        ticket.first_seen = min(ticket.first_seen, at)
+        ticket.last_seen = max(ticket.last_seen, at)
+        ticket.last_problem_at = max(ticket.last_problem_at, at)
+        self._touch(ticket)
+        return ticket.occurrences
+
+    def _reopen(
+        self, message_id: int | None, key: str, ticket: TicketState, at: datetime
+    ) -> Applied:
+        assert ticket.resolved_at is not None
+        gap = at - ticket.resolved_at
+        ticket.status = "open"
+        ticket.resolved_at = None
+        ticket.resolution = None
+        self._count_occurrence(ticket, at)
+        del self._resolved[key]
+        self._open[key] = ticket
+        detail = f"reopened: problem again {_ago(gap)} after resolution"
+        self._event(ticket, "reopened", at, message_id, detail)
+        return Applied("reopened", ticket, detail)
+
+    def _open_new(
+        self, message_id: int | None, decision: Decision, asset: AssetMatch, key: str,
+        at: datetime,
+    ) -> Applied:
+        spec = decision.ticket
+        assert spec is not None
+        now = self.clock.now()
+        ticket = TicketState(
+            id=None, dedup_key=key, status="open", occurrences=1, first_seen=at, last_seen=at,
+            last_problem_at=at, resolved_at=None, resolution=None, updated_at=now,
+            new_row={
+                "type": spec.type, "summary": spec.summary, "details": spec.details,
+                "priority": spec.priority, "team": spec.team, "category": spec.category,
+                "client_id": asset.client_id, "client_name": asset.client_name,
+                "site_id": asset.site_id, "site_name": asset.site_name,
+                "asset_id": asset.asset_id, "matched_by": asset.matched_by,
+                "asset_ref": asset.ref, "sender_rule": decision.sender_rule,
+                "alert_type": decision.alert_type, "dedup_key": key,
+                "fields": dict(decision.fields), "closed_at": None,
+                "finish_scripts": spec.finish_scripts, "created_at": now,
+            },
+        )
+        self._touched.append(ticket)
+        self._open[key] = ticket
+        found = f"asset {asset.asset_name}" if asset.matched else "no known asset"
+        self._event(ticket, "opened", at, message_id,
+                    f"opened: {spec.summary} ({found}, matched by {asset.matched_by})")
+        return Applied("new_ticket", ticket, spec.summary)
+
+    # -- recoveries --------------------------------------------------------------
+
+    def _recovery(self, message_id: int | None, key: str, at: datetime) -> Applied:
+        ticket = self._open.get(key)
+        if ticket is None:
+            return Applied("recovery_without_ticket", None, "nothing open for this alert")
+        if at < ticket.last_problem_at:
+            detail = (f"stale recovery ignored: sent {_ago(ticket.last_problem_at - at)} "
+                      "before the latest problem")
+            self._event(ticket, "stale_recovery", at, message_id, detail)
+            return Applied("stale_recovery", ticket, detail)
+        ticket.status = "resolved"
+        ticket.resolved_at = at
+        ticket.resolution = "recovered"
+        ticket.last_seen = max(ticket.last_seen, at)
+        self._touch(ticket)
+        del self._open[key]
+        self._resolved[key] = ticket
+        self._event(ticket, "resolved", at, message_id, "resolved by recovery")
+        return Applied("resolved", ticket, "resolved by recovery")
+
+    def _touch(self, ticket: TicketState) -> None:
+        ticket.updated_at = self.clock.now()
+        if ticket.new_row is None and not ticket.dirty:
+            ticket.dirty = True
+            self._touched.append(ticket)
+
+    def _event(self, ticket: TicketState, kind: str, at: datetime, message_id: int | None,
+               detail: str) -> None:
+        self._events.append(_Event(ticket, kind, at, message_id, detail))
+
+
+def _changed(ticket: TicketState) -> dict[str, Any]:
+    return {name: getattr(ticket, name) for name in _CHANGED_COLUMNS}
+
+
 class TicketService:
-    """Opens, updates, resolves and closes tickets inside the caller's transaction."""
+    """Changes people make to tickets, each inside the caller's transaction."""
 
     def __init__(self, *, reopen_window: timedelta, clock: Clock) -> None:
         self.reopen_window = reopen_window
         self.clock = clock
 
-    async def apply(
-        self,
-        session: AsyncSession,
-        message_id: int | None,
-        decision: Decision,
-        asset: AssetMatch,
-        at: datetime,
-    ) -> TicketOutcome:
-        """Apply one alert, happening at ``at``, to the tickets of its key."""
-        key = decision.dedup_key(asset.ref)
-        if key is None or decision.outcome not in {"problem", "recovery"}:
-            return TicketOutcome("none")
-        for _ in range(MAX_RACE_RETRIES):
-            if decision.outcome == "problem":
-                outcome = await self._problem(session, message_id, decision, asset, key, at)
-            else:
-                outcome = await self._recovery(session, message_id, key, at)
-            if outcome is not None:
-                return outcome
-        raise RuntimeError(f"ticket for key {key!r} kept changing under us")
-
-    # -- problems ----------------------------------------------------------------
-
-    async def _problem(
-        self, session: AsyncSession, message_id: int | None, decision: Decision,
-        asset: AssetMatch, key: str, at: datetime,
-    ) -> TicketOutcome | None:
-        ticket = await self._latest(session, key, "open")
-        if ticket is not None:
-            count = await self._occurrence(session, ticket, at, "open")
-            if count is None:
-                return None
-            await self._event(session, ticket.id, "occurrence", at, message_id,
-                              f"occurrence {count}")
-            return TicketOutcome("occurrence", ticket.id, f"occurrence {count}")
-        resolved = await self._latest(session, key, "resolved")
-        if resolved is not None and resolved.resolved_at is not None:
-            if at <= resolved.resolved_at:
-                count = await self._occurrence(session, resolved, at, "resolved")
-                if count is None:
-                    return None
-                detail = f"occurrence {count}, older than the resolution: stays resolved"
-                await self._event(session, resolved.id, "late_occurrence", at, message_id, detail)
-                return TicketOutcome("occurrence", resolved.id, detail)
-            if at - resolved.resolved_at <= self.reopen_window:
-                return await self._reopen(session, message_id, resolved, at)
-        return await self._open(session, message_id, decision, asset, key, at)
-
-    async def _occurrence(
-        self, session: AsyncSession, ticket: Ticket, at: datetime, status: str
-    ) -> int | None:
-        """Count one more occurrence, if the ticket still has ``status``."""
-        result = await session.execute(
-            update(Ticket)
-            .where(Ticket.id == ticket.id, Ticket.status == status)
-            .values(
-                occurrences=Ticket.occurrences + 1,
-                first_seen=_earlier_of(Ticket.first_seen, at),
-                last_seen=_later_of(Ticket.last_seen, at),
-                last_problem_at=_later_of(Ticket.last_problem_at, at),
-                updated_at=self.clock.now(),
-            )
-            .returning(Ticket.occurrences)
-        )
-        row = result.first()
-        return None if row is None else int(row[0])
-
-    async def _reopen(
-        self, session: AsyncSession, message_id: int | None, ticket: Ticket, at: datetime
-    ) -> TicketOutcome | None:
-        resolved_at = _resolved_at(ticket)
-        try:
-            async with session.begin_nested():
-                result = await session.execute(
-                    update(Ticket)
-                    .where(Ticket.id == ticket.id, Ticket.status == "resolved")
-                    .values(
-                        status="open",
-                        resolved_at=None,
-                        resolution=None,
-                        occurrences=Ticket.occurrences + 1,
-                        last_seen=_later_of(Ticket.last_seen, at),
-                        last_problem_at=_later_of(Ticket.last_problem_at, at),
-                        updated_at=self.clock.now(),
-                    )
-                    .returning(Ticket.id)
-                )
-                if result.first() is None:
-                    return None
-        except IntegrityError:
-            return None  # another worker opened a ticket for this key meanwhile
-        detail = f"reopened: problem again {_ago(at - resolved_at)} after resolution"
-        await self._event(session, ticket.id, "reopened", at, message_id, detail)
-        return TicketOutcome("reopened", ticket.id, detail)
-
-    async def _open(
-        self, session: AsyncSession, message_id: int | None, decision: Decision,
-        asset: AssetMatch, key: str, at: datetime,
-    ) -> TicketOutcome | None:
-        spec = decision.ticket
-        assert spec is not None
-        now = self.clock.now()
-        ticket = Ticket(
-            type=spec.type, status="open", summary=spec.summary, details=spec.details,
-            priority=spec.priority, team=spec.team, category=spec.category,
-            client_id=asset.client_id, client_name=asset.client_name,
-            site_id=asset.site_id, site_name=asset.site_name,
-            asset_id=asset.asset_id, matched_by=asset.matched_by, asset_ref=asset.ref,
-            sender_rule=decision.sender_rule, alert_type=decision.alert_type,
-            dedup_key=key, fields=dict(decision.fields), occurrences=1,
-            first_seen=at, last_seen=at, last_problem_at=at,
-            finish_scripts=spec.finish_scripts, created_at=now, updated_at=now,
-        )
-        try:
-            async with session.begin_nested():
-                session.add(ticket)
-                await session.flush()
-        except IntegrityError:
-            return None  # another worker opened it first: count an occurrence instead
-        matched = "unmatched asset" if not asset.matched else f"asset {asset.asset_name}"
-        await self._event(session, ticket.id, "opened", at, message_id,
-                          f"opened: {spec.summary} ({matched}, by {asset.matched_by})")
-        return TicketOutcome("new_ticket", ticket.id, spec.summary)
-
-    # -- recoveries --------------------------------------------------------------
-
-    async def _recovery(
-        self, session: AsyncSession, message_id: int | None, key: str, at: datetime
-    ) -> TicketOutcome | None:
-        ticket = await self._latest(session, key, "open")
-        if ticket is None:
-            return TicketOutcome("recovery_without_ticket", None, "nothing open for this alert")
-        if at < ticket.last_problem_at:
-            detail = (
-                f"stale recovery ignored: sent {_ago(ticket.last_problem_at - at)} before "
-                "the latest problem"
-            )
-            await self._event(session, ticket.id, "stale_recovery", at, message_id, detail)
-            return TicketOutcome("stale_recovery", ticket.id, detail)
-        result = await session.execute(
-            update(Ticket)
-            .where(Ticket.id == ticket.id, Ticket.status == "open")
-            .values(
-                status="resolved", resolved_at=at, resolution="recovered",
-                last_seen=_later_of(Ticket.last_seen, at),
-                updated_at=self.clock.now(),
-            )
-            .returning(Ticket.id)
-        )
-        if result.first() is None:
-            return None
-        await self._event(session, ticket.id, "resolved", at, message_id, "resolved by recovery")
-        return TicketOutcome("resolved", ticket.id, "resolved by recovery")
-
-    # -- people ------------------------------------------------------------------
+    def book(self, session: AsyncSession) -> TicketBook:
+        """A ticket book for applying a batch of alerts in ``session``."""
+        return TicketBook(session, reopen_window=self.reopen_window, clock=self.clock)
 
     async def resolve(
         self, session: AsyncSession, ticket_id: int, *, note: str | None, actor: str
@@ -222,9 +326,12 @@ class TicketService:
         self, session: AsyncSession, ticket_id: int, *, allowed: tuple[str, ...],
         actor: str, values: dict[str, Any], kind: str, detail: str,
     ) -> None:
-        ticket = await session.get(Ticket, ticket_id)
-        if ticket is None:
+        key = (await session.execute(
+            select(Ticket.dedup_key).where(Ticket.id == ticket_id)
+        )).scalar()
+        if key is None:
             raise NotFound(f"no ticket {ticket_id}")
+        await lock_names(session, [f"ticket-key:{key}"])
         now = self.clock.now()
         result = await session.execute(
             update(Ticket)
@@ -234,52 +341,16 @@ class TicketService:
             .execution_options(synchronize_session=False)
         )
         if result.first() is None:
-            await session.refresh(ticket)
+            status = (await session.execute(
+                select(Ticket.status).where(Ticket.id == ticket_id)
+            )).scalar()
             raise TicketStateError(
-                f"ticket {ticket_id} is {ticket.status}; only {' or '.join(allowed)} "
-                f"tickets can be {kind}"
+                f"ticket {ticket_id} is {status}; only {' or '.join(allowed)} tickets can be "
+                f"{kind}"
             )
-        await self._event(session, ticket_id, kind, now, None, detail, actor=actor)
-
-    # -- helpers -----------------------------------------------------------------
-
-    async def _latest(self, session: AsyncSession, key: str, status: str) -> Ticket | None:
-        order = Ticket.resolved_at.desc() if status == "resolved" else Ticket.id.desc()
-        result = await session.execute(
-            select(Ticket)
-            .where(Ticket.dedup_key == key, Ticket.status == status)
-            .order_by(order, Ticket.id.desc())
-            .limit(1)
-            .execution_options(populate_existing=True)
-        )
-        return result.scalars().first()
-
-    async def _event(
-        self, session: AsyncSession, ticket_id: int, kind: str, at: datetime,
-        message_id: int | None, detail: str, *, actor: str = "alert",
-    ) -> None:
-        session.add(TicketEvent(
-            ticket_id=ticket_id, at=at, recorded_at=self.clock.now(), kind=kind,
-            actor=actor, message_id=message_id, detail=detail,
-        ))
+        session.add(TicketEvent(ticket_id=ticket_id, at=now, recorded_at=now, kind=kind,
+                                actor=actor, message_id=None, detail=detail))
         await session.flush()
-
-
-def _later_of(column: Any, at: datetime) -> ColumnElement[datetime]:
-    """The later of a column and ``at``, in SQL every backend understands."""
-    value = literal(at, UtcDateTime())
-    return case((column < value, value), else_=column)
-
-
-def _earlier_of(column: Any, at: datetime) -> ColumnElement[datetime]:
-    """The earlier of a column and ``at``."""
-    value = literal(at, UtcDateTime())
-    return case((column > value, value), else_=column)
-
-
-def _resolved_at(ticket: Ticket) -> datetime:
-    assert ticket.resolved_at is not None
-    return ticket.resolved_at
 
 
 def _ago(delta: timedelta) -> str:
@@ -289,4 +360,3 @@ def _ago(delta: timedelta) -> str:
     if seconds < 7200:
         return f"{seconds // 60}m"
     return f"{seconds // 3600}h"
-
