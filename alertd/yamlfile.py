@@ -83,6 +83,8 @@ def load_yaml(path: Path, text: str | None = None) -> YamlDocument | Problem:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark is not None else None
         what = error.problem or error.context or "invalid YAML"
+        if error.context and error.context_mark is not None and error.problem:
+            what = f"{what} ({error.context} started at line {error.context_mark.line + 1})"
         return Problem(path, line, "", f"invalid YAML: {what}")
     except YAMLError as error:
         return Problem(path, None, "", f"invalid YAML: {error}")

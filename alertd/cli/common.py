@@ -40,7 +40,8 @@ class CliState:
 
 
 STATE = CliState()
-console = Console(highlight=False, soft_wrap=True)
+console = Console(highlight=False, soft_wrap=True,
+                  width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

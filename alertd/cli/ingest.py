@@ -75,7 +75,7 @@ async def _ingest(
                                       markup=False)
             if process:
                 await _process(runtime)
-    except AlertdError as error:
+    except Exception as error:  # noqa: BLE001 - whatever stops storing, the MTA must retry
         err_console.print(f"alertd: cannot store mail: {error}", markup=False)
         return EX_TEMPFAIL
     return status

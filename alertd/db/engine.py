@@ -56,7 +56,13 @@ def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
     if target.startswith("sqlite"):
         path = make_url(target).database
         if path and path != ":memory:":
-            Path(path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(path).expanduser().resolve().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StorageUnavailable(
+                    f"cannot create the database folder {folder}: {error.strerror}"
+                ) from error
         engine = create_async_engine(
             target, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, pool_size=pool_size
         )

@@ -31,6 +31,7 @@ from alertd.db.engine import storage_errors
 from alertd.db.tables import MESSAGES, Message
 from alertd.domain import Accepted, Envelope, RawMessage
 from alertd.errors import NotFound, PermanentError
+from alertd.safetext import storable, storable_or_none
 
 MESSAGE_KEY_LENGTH = 255
 _HEADER_END = (b"\r\n\r\n", b"\n\n")
@@ -85,7 +86,7 @@ def header_message_id(data: bytes) -> str | None:
         return None
     if value is None:
         return None
-    text = str(value).strip()
+    text = storable(str(value).strip())
     return text or None
 
 
@@ -251,6 +252,19 @@ class InboxStore:
         )
         return {int(row[0]) for row in result.all()}
 
+    async def release(self, message_ids: Sequence[int], worker: str) -> None:
+        """Hand back claimed messages not started (on shutdown), without waiting for the lease."""
+        if not message_ids:
+            return
+        async with storage_errors(), self.sessions.begin() as session:
+            await session.execute(
+                update(Message)
+                .where(Message.id.in_(message_ids), Message.claimed_by == worker,
+                       Message.state == "processing")
+                .values(state="received", claimed_by=None, lease_until=None,
+                        attempts=Message.attempts - 1)
+            )
+
     # -- finishing ---------------------------------------------------------------
 
     async def complete_many(
@@ -277,7 +291,8 @@ class InboxStore:
         params = [
             {
                 "m_id": message_id, "m_state": c.state, "m_action": c.action,
-                "m_reason": c.reason, "m_ticket_id": c.ticket_id, "m_sender": c.sender,
+                "m_reason": storable_or_none(c.reason), "m_ticket_id": c.ticket_id,
+                "m_sender": c.sender,
                 "m_subject": c.subject, "m_alert_time": c.alert_time,
                 "m_sender_rule": c.sender_rule, "m_alert_type": c.alert_type,
                 "m_outcome": c.outcome, "m_fields": c.fields, "m_trace": c.trace,
@@ -303,7 +318,7 @@ class InboxStore:
                     retry_at=bindparam("m_retry_at"), processed_at=now, claimed_by=None,
                     lease_until=None)
         )
-        params = [{"m_id": mid, "m_reason": reason, "m_retry_at": retry_at}
+        params = [{"m_id": mid, "m_reason": storable(reason), "m_retry_at": retry_at}
                   for mid, reason, retry_at in failures]
         async with storage_errors(), self.sessions.begin() as session:
             connection = await session.connection()
@@ -346,11 +361,11 @@ def _row(message: RawMessage) -> dict[str, Any]:
     envelope = message.envelope
     message_id = header_message_id(message.data)
     return {
-        "source": envelope.source,
-        "mail_from": envelope.mail_from,
-        "rcpt_to": list(envelope.rcpt_to),
-        "peer": envelope.peer,
-        "mailbox": envelope.mailbox,
+        "source": storable(envelope.source),
+        "mail_from": storable_or_none(envelope.mail_from),
+        "rcpt_to": [storable(rcpt) for rcpt in envelope.rcpt_to],
+        "peer": storable_or_none(envelope.peer),
+        "mailbox": storable_or_none(envelope.mailbox),
         "uidvalidity": envelope.uidvalidity,
         "uid": envelope.uid,
         "message_id": message_id,

@@ -78,18 +78,42 @@ class InboxWorker:
         self.name = name or worker_id()
 
     async def drain(self, stopping: asyncio.Event | None = None) -> DrainReport:
-        """Process until nothing is due; stops between batches once ``stopping`` is set."""
+        """Process until nothing is due; stops between batches once ``stopping`` is set.
+
+        The next batch is claimed and parsed (in a thread) while the current
+        one is written, so parsing overlaps the database round trips.
+        """
         report = DrainReport()
-        while stopping is None or not stopping.is_set():
-            batch = await self.store.claim(
-                self.name, limit=self.settings.batch_size, lease=self.settings.lease,
-                max_attempts=self.settings.max_attempts,
-            )
-            if not batch:
+        upcoming = await self._claim_and_parse()
+        while upcoming is not None:
+            batch, parsing = upcoming
+            parsed = await parsing
+            if stopping is not None and stopping.is_set():
+                await self.store.release([item.id for item in batch], self.name)
                 break
-            await self.process_batch(batch, report)
+            upcoming = await self._claim_and_parse()
+            try:
+                await self.process_batch(batch, report, parsed)
+            except BaseException:
+                if upcoming is not None:
+                    upcoming[1].cancel()
+                    await asyncio.gather(upcoming[1], return_exceptions=True)
+                raise
             await asyncio.sleep(0)  # let sources accept mail between batches
         return report
+
+    async def _claim_and_parse(
+        self,
+    ) -> tuple[list[Claimed], asyncio.Future[list[ParsedMail | ParseError]]] | None:
+        batch = await self.store.claim(
+            self.name, limit=self.settings.batch_size, lease=self.settings.lease,
+            max_attempts=self.settings.max_attempts,
+        )
+        if not batch:
+            return None
+        parsing = asyncio.ensure_future(
+            asyncio.to_thread(_parse_all, [item.data for item in batch]))
+        return batch, parsing
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Work until ``stopping`` is set: drain, then wait for arrivals or the poll interval."""
@@ -108,10 +132,16 @@ class InboxWorker:
                 for waiter in waits:
                     waiter.cancel()
 
-    async def process_batch(self, batch: Sequence[Claimed], report: DrainReport) -> None:
-        """Parse, process and record one claimed batch."""
+    async def process_batch(
+        self,
+        batch: Sequence[Claimed],
+        report: DrainReport,
+        parsed: Sequence[ParsedMail | ParseError] | None = None,
+    ) -> None:
+        """Process and record one claimed batch (parsing it first unless already parsed)."""
         started = time.perf_counter()
-        parsed = await asyncio.to_thread(_parse_all, [item.data for item in batch])
+        if parsed is None:
+            parsed = await asyncio.to_thread(_parse_all, [item.data for item in batch])
         work = list(zip(batch, parsed, strict=True))
         try:
             results = await self._run(work)
@@ -128,8 +158,8 @@ class InboxWorker:
                 return
             log.warning("inbox.batch_retried_singly", size=len(work),
                         error=f"{type(error).__name__}: {error}")
-            for one in work:
-                await self.process_batch([one[0]], report)
+            for claimed, mail in work:
+                await self.process_batch([claimed], report, [mail])
             return
         elapsed_ms = (time.perf_counter() - started) * 1000 / max(len(results), 1)
         for claimed, mail, completion in results:

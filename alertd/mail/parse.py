@@ -22,6 +22,7 @@ from inscriptis import get_text
 
 from alertd.domain import AttachmentInfo, ParsedMail
 from alertd.errors import ParseError
+from alertd.safetext import storable
 
 MAX_TEXT_CHARS = 1_000_000
 """Body text kept for rules; the raw mail stays whole in the inbox."""
@@ -68,12 +69,13 @@ def _to_parsed_mail(parsed: Any) -> ParsedMail:
         text = "\n".join(html_to_text(part) for part in html)
     else:
         text = ""
-    text = text.replace("\r\n", "\n")[:MAX_TEXT_CHARS]
+    text = storable(text.replace("\r\n", "\n")[:MAX_TEXT_CHARS])
     return ParsedMail(
         message_id=_message_id(message),
         sender=_first_address(headers.get("from", ())),
         to=tuple(_addresses(headers.get("to", ()) + headers.get("cc", ()))),
         subject=_FOLDING.sub(" ", _decode(message.get("subject", "") or ""))[:MAX_SUBJECT_CHARS],
+
         date=_date(parsed),
         headers=MappingProxyType(headers),
         text=text,
@@ -95,18 +97,19 @@ def _decode(value: Any) -> str:
     """An RFC 2047 header value as text; undecodable pieces are kept as they are."""
     raw = str(value)
     if "=?" not in raw:
-        return raw.strip()
+        return storable(raw.strip())
     try:
-        return str(make_header(decode_header(raw))).strip()
+        return storable(str(make_header(decode_header(raw))).strip())
     except (ValueError, LookupError, UnicodeError):
-        return raw.strip()
+        return storable(raw.strip())
+
 
 
 def _message_id(message: Message) -> str | None:
     value = message.get("message-id")
     if value is None:
         return None
-    text = str(value).strip()
+    text = storable(str(value).strip())
     return text or None
 
 

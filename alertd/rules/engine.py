@@ -259,21 +259,25 @@ class RuleSet:
         fields: dict[str, str],
         trace: list[TraceStep],
     ) -> Decision:
-        if alert_type.ignore is not None and alert_type.ignore.test(view, fields) is not None:
+        ignored = alert_type.ignore.test(view, fields) if alert_type.ignore else None
+        if alert_type.ignore is not None and ignored is not None:
+            _fill(fields, ignored)
             trace.append(TraceStep("ignore", alert_type.name, True, alert_type.ignore.describe()))
             return self._decision(
                 "ignored", sender, alert_type, fields, None, trace,
                 reason=f"ignored by alert type {alert_type.name}",
             )
         outcome: Outcome = "problem"
-        if alert_type.recovery is not None and (
-            alert_type.recovery.test(view, fields) is not None
-        ):
+        recovered = alert_type.recovery.test(view, fields) if alert_type.recovery else None
+        problem = alert_type.problem.test(view, fields) if alert_type.problem else None
+        if alert_type.recovery is not None and recovered is not None:
             outcome = "recovery"
+            _fill(fields, recovered)
             trace.append(TraceStep("outcome", "recovery", True, alert_type.recovery.describe()))
         elif alert_type.problem is None:
             trace.append(TraceStep("outcome", "problem", True, "no problem condition: a problem"))
-        elif alert_type.problem.test(view, fields) is not None:
+        elif problem is not None:
+            _fill(fields, problem)
             trace.append(TraceStep("outcome", "problem", True, alert_type.problem.describe()))
         else:
             trace.append(
@@ -299,8 +303,8 @@ class RuleSet:
         return self._decision(
             outcome, sender, alert_type, fields, ticket, trace,
             dedup_template=alert_type.dedup_key,
-            key_values={"sender_rule": sender.name, "alert_type": alert_type.name,
-                        "subject": view.mail.subject, "sender": view.sender},
+            key_values={**view.builtins(), "sender_rule": sender.name,
+                        "alert_type": alert_type.name},
         )
 
     def _default_decision(
@@ -319,8 +323,7 @@ class RuleSet:
         return self._decision(
             "problem", sender, None, fields, ticket, trace,
             dedup_template=DEFAULT_TYPE_KEY,
-            key_values={"sender_rule": sender.name, "subject": view.mail.subject,
-                        "sender": view.sender},
+            key_values={**view.builtins(), "sender_rule": sender.name},
         )
 
     def _decision(

@@ -9,12 +9,14 @@ partial rule set.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from alertd.domain import Problem
 from alertd.errors import RulesInvalid
@@ -32,14 +34,19 @@ from alertd.rules.model import (
     AlertTypeModel,
     ConditionModel,
     ConditionsModel,
-    RuleFileModel,
     SenderModel,
+    TicketTypeModel,
 )
 from alertd.rules.patterns import Pattern, PatternError
 from alertd.templates import Template, TemplateSyntaxError
 from alertd.yamlfile import Loc, YamlDocument, load_yaml
 
 RULE_SUFFIXES = (".yaml", ".yml")
+SECTIONS: dict[str, type[BaseModel]] = {
+    "ticket_types": TicketTypeModel,
+    "senders": SenderModel,
+    "alert_types": AlertTypeModel,
+}
 
 
 @dataclass
@@ -94,14 +101,26 @@ def check_rules(directory: Path) -> RulesReport:
     return _Compiler(directory).run()
 
 
+@dataclass
+class _Entries:
+    """One file's entries in written order; None marks an entry that failed validation."""
+
+    ticket_types: list[TicketTypeModel | None]
+    senders: list[SenderModel | None]
+    alert_types: list[AlertTypeModel | None]
+
+
 class _Compiler:
     """Turns validated rule files into a RuleSet, collecting problems as it goes."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.reports: dict[Path, FileReport] = {}
-        self.documents: dict[Path, tuple[YamlDocument, RuleFileModel]] = {}
+        self.documents: dict[Path, tuple[YamlDocument, _Entries]] = {}
         self.digest = hashlib.sha256()
+        self.shared_groups: set[str] = set()
+        self.declared: dict[str, set[str]] = {name: set() for name in SECTIONS}
+        """Every name written, valid entry or not, so one broken entry is reported once."""
 
     def run(self) -> RulesReport:
         files = rule_files(self.directory)
@@ -112,6 +131,8 @@ class _Compiler:
         alert_types = self._alert_types(ticket_types)
         senders = self._senders(ticket_types, alert_types)
         reports = list(self.reports.values())
+        for report in reports:
+            report.problems.sort(key=lambda p: p.line or 0)
         ruleset = None
         if all(report.ok for report in reports):
             ruleset = RuleSet(
@@ -139,12 +160,28 @@ class _Compiler:
                 loaded.problem((), "a rule file is a mapping of ticket_types, senders, alert_types")
             )
             return
-        try:
-            model = RuleFileModel.model_validate(data)
-        except ValidationError as error:
-            report.problems.extend(loaded.problems_from(error))
-            return
-        self.documents[path] = (loaded, model)
+        sections: dict[str, list[Any]] = {name: [] for name in SECTIONS}
+        for key, value in data.items():
+            if key not in SECTIONS:
+                report.problems.append(loaded.problem(
+                    (key,), f"unknown key {key!r} (a rule file has {', '.join(SECTIONS)})"))
+                continue
+            if not isinstance(value, list):
+                report.problems.append(loaded.problem((key,), f"{key} must be a list"))
+                continue
+            for index, item in enumerate(value):
+                if isinstance(item, dict) and isinstance(item.get("name"), str):
+                    self.declared[key].add(item["name"])
+                try:
+                    sections[key].append(SECTIONS[key].model_validate(item))
+                except ValidationError as error:
+                    report.problems.extend(loaded.problems_from(error, prefix=(key, index)))
+                    sections[key].append(_despite_unknown_keys(SECTIONS[key], item, error))
+        self.documents[path] = (loaded, _Entries(
+            ticket_types=sections["ticket_types"],
+            senders=sections["senders"],
+            alert_types=sections["alert_types"],
+        ))
 
     def _problem(self, path: Path, loc: Loc, message: str) -> None:
         document, _ = self.documents[path]
@@ -170,6 +207,8 @@ class _Compiler:
         seen: dict[str, tuple[Path, int | None]] = {}
         for path, (_, model) in self.documents.items():
             for index, item in enumerate(model.ticket_types):
+                if item is None:
+                    continue
                 if self._unique(seen, "ticket type", item.name, path, ("ticket_types", index)):
                     out[item.name] = TicketType(item.name, item.priority, item.team, item.category)
         return out
@@ -177,10 +216,13 @@ class _Compiler:
     # -- alert types -------------------------------------------------------------
 
     def _alert_types(self, ticket_types: dict[str, TicketType]) -> dict[str, AlertType]:
+        self.shared_groups = self._continue_groups()
         out: dict[str, AlertType] = {}
         seen: dict[str, tuple[Path, int | None]] = {}
         for path, (_, model) in self.documents.items():
             for index, item in enumerate(model.alert_types):
+                if item is None:
+                    continue
                 loc: Loc = ("alert_types", index)
                 if not self._unique(seen, "alert type", item.name, path, loc):
                     continue
@@ -213,10 +255,10 @@ class _Compiler:
             block_model = getattr(item, name)
             if block_model is not None:
                 self._check_field_refs(path, [*loc, name], block_model, groups)
-        if item.ticket.type is not None and item.ticket.type not in ticket_types:
+        if item.ticket.type is not None and item.ticket.type not in self.declared["ticket_types"]:
             self._problem(path, [*loc, "ticket", "type"],
                           f"unknown ticket type {item.ticket.type!r}")
-        allowed = groups | BUILTIN_FIELDS
+        allowed = groups | BUILTIN_FIELDS | self.shared_groups
         summary = self._template(path, [*loc, "ticket", "summary"], item.ticket.summary, allowed)
         details = (
             None if item.ticket.details is None
@@ -244,6 +286,23 @@ class _Compiler:
             finish_scripts=item.finish_scripts,
             continue_=item.continue_,
         )
+
+    def _continue_groups(self) -> set[str]:
+        """Fields `continue` alert types can add: any template may use them."""
+        names: set[str] = set()
+        for _, entries in self.documents.values():
+            for item in entries.alert_types:
+                if item is None or not item.continue_:
+                    continue
+                conditions = [*item.extract, *item.match.all, *item.match.any]
+                for condition in conditions:
+                    value = condition.source_value(condition.source)
+                    source = next(iter(value.values())) if isinstance(value, dict) else value
+                    try:
+                        names |= Pattern.compile(str(source)).group_names
+                    except PatternError:
+                        continue  # reported where the pattern is compiled for real
+        return names
 
     def _conditions(
         self, path: Path, loc: Loc, model: ConditionsModel, *, fields_allowed: bool
@@ -318,10 +377,12 @@ class _Compiler:
     ) -> list[Sender]:
         out: list[Sender] = []
         seen: dict[str, tuple[Path, int | None]] = {}
-        declared = self._declared_alert_type_names()
+        declared = self.declared["alert_types"]
         ordered = list(alert_types.values())
         for path, (_, model) in self.documents.items():
             for index, item in enumerate(model.senders):
+                if item is None:
+                    continue
                 loc: Loc = ("senders", index)
                 if not self._unique(seen, "sender", item.name, path, loc):
                     continue
@@ -330,9 +391,6 @@ class _Compiler:
                 if sender is not None:
                     out.append(sender)
         return out
-
-    def _declared_alert_type_names(self) -> set[str]:
-        return {a.name for _, model in self.documents.values() for a in model.alert_types}
 
     def _sender(
         self,
@@ -345,7 +403,7 @@ class _Compiler:
         ordered: list[AlertType],
     ) -> Sender | None:
         before = len(self.reports[path].problems)
-        if item.ticket_type not in ticket_types:
+        if item.ticket_type not in self.declared["ticket_types"]:
             self._problem(path, [*loc, "ticket_type"],
                           f"unknown ticket type {item.ticket_type!r}")
         addresses: set[str] = set()
@@ -388,6 +446,26 @@ class _Compiler:
             default_site=item.default_site,
             noise_detection=item.noise_detection,
         )
+
+
+def _despite_unknown_keys(model: type[BaseModel], item: Any, error: ValidationError) -> Any:
+    """The entry validated without its unknown keys, so its other problems get reported too.
+
+    None when unknown keys were not its only shape problems.
+    """
+    unknown = [e["loc"] for e in error.errors() if e["type"] == "extra_forbidden"]
+    if len(unknown) != error.error_count():
+        return None
+    cleaned = copy.deepcopy(item)
+    for loc in unknown:
+        node = cleaned
+        for step in loc[:-1]:
+            node = node[step]
+        node.pop(loc[-1], None)
+    try:
+        return model.model_validate(cleaned)
+    except ValidationError:
+        return None
 
 
 def _groups(conditions: Iterable[Condition]) -> Iterable[str]:

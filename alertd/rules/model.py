@@ -135,11 +135,3 @@ class AlertTypeModel(_Model):
     """Whether resolving its ticket runs the Automate Ticket Finish scripts."""
     continue_: bool = Field(default=False, alias="continue")
     """Only add fields, then keep looking for the alert type that decides."""
-
-
-class RuleFileModel(_Model):
-    """One file of a rules directory."""
-
-    ticket_types: tuple[TicketTypeModel, ...] = ()
-    senders: tuple[SenderModel, ...] = ()
-    alert_types: tuple[AlertTypeModel, ...] = ()

@@ -39,7 +39,7 @@ class Pattern:
             detail = error.args[0] if error.args else error
             if isinstance(detail, bytes):
                 detail = detail.decode("utf-8", "replace")
-            raise PatternError(f"bad pattern {source!r}: {detail}") from None
+            raise PatternError(f"bad pattern '{source}': {detail}") from None
         return cls(source, compiled)
 
     @property

@@ -26,13 +26,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from alertd.assets.resolve import AssetQuery, AssetResolver
 from alertd.clock import Clock
 from alertd.db.locks import lock_names
 from alertd.db.tables import TICKET_EVENTS as EVENTS
 from alertd.db.tables import TICKETS, Ticket, TicketEvent
-from alertd.domain import Action, AssetMatch, Decision
+from alertd.domain import Action, AssetMatch, Decision, bounded_key
 from alertd.errors import AlertdError, NotFound
 
 KEY_CHUNK = 500
@@ -300,6 +302,52 @@ class TicketService:
     def book(self, session: AsyncSession) -> TicketBook:
         """A ticket book for applying a batch of alerts in ``session``."""
         return TicketBook(session, reopen_window=self.reopen_window, clock=self.clock)
+
+    async def link_unmatched(self, session: AsyncSession, resolver: AssetResolver) -> int:
+        """Link tickets opened for unknown assets to assets that have arrived since (R4.1).
+
+        The asset part of the ticket's dedup key is swapped too, so the next
+        alert for that asset lands on this ticket. Returns how many were linked.
+        """
+        rows = (await session.execute(
+            select(TICKETS.c.id, TICKETS.c.fields, TICKETS.c.client_name, TICKETS.c.site_name,
+                   TICKETS.c.asset_ref, TICKETS.c.dedup_key, TICKETS.c.status)
+            .where(TICKETS.c.asset_id.is_(None), TICKETS.c.status.in_(("open", "resolved")))
+            .order_by(TICKETS.c.id)
+        )).all()
+        if not rows:
+            return 0
+        found = await resolver.resolve_many(session, [
+            AssetQuery(row.fields or {}, row.client_name, row.site_name) for row in rows
+        ])
+        linked = 0
+        now = self.clock.now()
+        for row, asset in zip(rows, found, strict=True):
+            if not asset.matched:
+                continue
+            new_key = bounded_key(row.dedup_key.replace(row.asset_ref, asset.ref, 1))
+            await lock_names(session, [f"ticket-key:{row.dedup_key}", f"ticket-key:{new_key}"])
+            values: dict[str, Any] = {
+                "asset_id": asset.asset_id, "matched_by": asset.matched_by,
+                "asset_ref": asset.ref, "client_id": asset.client_id,
+                "client_name": asset.client_name, "site_id": asset.site_id,
+                "site_name": asset.site_name, "updated_at": now,
+            }
+            detail = f"linked to asset {asset.asset_name} (matched by {asset.matched_by})"
+            try:
+                async with session.begin_nested():
+                    await session.execute(update(TICKETS).where(TICKETS.c.id == row.id)
+                                          .values(**values, dedup_key=new_key))
+            except IntegrityError:
+                # Another open ticket already has the asset's key; link, keep this key.
+                await session.execute(update(TICKETS).where(TICKETS.c.id == row.id)
+                                      .values(**values))
+                detail += "; an open ticket for this asset exists, so alerts keep going there"
+            await session.execute(insert(EVENTS).values(
+                ticket_id=row.id, at=now, recorded_at=now, kind="linked", actor="import",
+                message_id=None, detail=detail))
+            linked += 1
+        return linked
 
     async def resolve(
         self, session: AsyncSession, ticket_id: int, *, note: str | None, actor: str
