@@ -1,0 +1,126 @@
+"""The durable inbox: idempotent accept, leases, completion only by the claim holder (R1.4)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from alertd.clock import FixedClock
+from alertd.domain import Envelope, RawMessage
+from alertd.errors import NotFound
+from alertd.inbox.store import Completion, InboxStore, RetryRefused
+from alertd.runtime import Runtime
+from tests.helpers import message, message_count
+from tests.mails import automate_tagged
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+LEASE = timedelta(minutes=5)
+
+
+def raw(data: bytes, **envelope: object) -> RawMessage:
+    return RawMessage(Envelope(source="test", **envelope), data, T0)  # type: ignore[arg-type]
+
+
+async def test_the_same_mail_twice_is_stored_once(runtime: Runtime) -> None:
+    """Same Message-ID and same content: the second accept returns the first id."""
+    data = automate_tagged("FAILED", date=T0, message_id="same")
+    first = await runtime.store.accept(raw(data))
+    second = await runtime.store.accept(raw(data.replace(b"\r\n", b"\n")))
+    assert (first.duplicate, second.duplicate) == (False, True)
+    assert second.id == first.id
+    assert await message_count(runtime) == 1
+
+
+async def test_same_message_id_with_other_content_is_another_mail(runtime: Runtime) -> None:
+    """Some senders reuse Message-IDs; different content is kept as a separate mail."""
+    a = await runtime.store.accept(raw(automate_tagged("FAILED", date=T0, message_id="m")))
+    b = await runtime.store.accept(raw(automate_tagged("SUCCESS", date=T0, message_id="m")))
+    assert a.id != b.id
+    assert not b.duplicate
+
+
+async def test_the_same_mailbox_uid_is_stored_once(runtime: Runtime) -> None:
+    """An IMAP message seen again under the same UIDVALIDITY and UID is a duplicate."""
+    where = {"mailbox": "imap:alerts/INBOX", "uidvalidity": 7, "uid": 42}
+    a = await runtime.store.accept(raw(automate_tagged("FAILED", date=T0), **where))
+    b = await runtime.store.accept(raw(automate_tagged("FAILED", date=T0), **where))
+    assert (b.id, b.duplicate) == (a.id, True)
+
+
+async def test_accept_many_answers_in_order_and_stores_each_mail_once(runtime: Runtime) -> None:
+    """A batch with a repeat inside it and one already stored: ids follow the input order."""
+    old = automate_tagged("FAILED", date=T0, message_id="old")
+    first = await runtime.store.accept(raw(old))
+    new = automate_tagged("FAILED", date=T0, message_id="new")
+    answers = await runtime.store.accept_many([raw(new), raw(old), raw(new)])
+    assert [a.duplicate for a in answers] == [False, True, True]
+    assert answers[1].id == first.id
+    assert answers[2].id == answers[0].id
+    assert await message_count(runtime) == 2
+
+
+async def test_a_broken_header_block_and_nul_bytes_are_still_stored(runtime: Runtime) -> None:
+    """Garbage is stored (and later failed with a reason), never refused at the door."""
+    data = b"Message-ID: <a\x00b@\xff>\r\nSubject: \x00\r\n\r\n\x00\xfe"
+    accepted = await runtime.store.accept(raw(data, mail_from="x\x00@y", rcpt_to=("r@\xe9",)))
+    row = await message(runtime, accepted.id)
+    assert row["state"] == "received"
+    assert row["message_id"] == "<ab@\ufffd>"
+    assert row["envelope"]["mail_from"] == "x@y"
+
+
+async def test_a_lease_keeps_others_off_until_it_expires(runtime: Runtime) -> None:
+    """Claimed rows are not handed out twice; after the lease runs out another worker may take
+    them, and the first worker can no longer complete them."""
+    clock = FixedClock(T0)
+    store = InboxStore(runtime.sessions, clock)
+    accepted = await store.accept(raw(automate_tagged("FAILED", date=T0)))
+    [mine] = await store.claim("w1", limit=10, lease=LEASE, max_attempts=5)
+    assert await store.claim("w2", limit=10, lease=LEASE, max_attempts=5) == []
+
+    clock.set(T0 + LEASE + timedelta(seconds=1))
+    [theirs] = await store.claim("w2", limit=10, lease=LEASE, max_attempts=5)
+    assert theirs.id == mine.id == accepted.id
+    assert theirs.attempts == 2
+    async with runtime.sessions.begin() as session:
+        assert await store.renew(session, [mine.id], "w1", LEASE) == set()
+        assert await store.renew(session, [mine.id], "w2", LEASE) == {mine.id}
+        await store.complete_many(session, [(mine.id, Completion(state="ignored", action="none",
+                                                                 reason="test"))])
+    assert (await message(runtime, mine.id))["state"] == "ignored"
+
+
+async def test_a_message_that_keeps_killing_its_worker_is_given_up(runtime: Runtime) -> None:
+    """After max attempts whose leases all expired, the message is failed for an admin."""
+    clock = FixedClock(T0)
+    store = InboxStore(runtime.sessions, clock)
+    accepted = await store.accept(raw(automate_tagged("FAILED", date=T0)))
+    for attempt in range(3):
+        clock.set(T0 + attempt * (LEASE + timedelta(seconds=1)))
+        assert len(await store.claim(f"w{attempt}", limit=1, lease=LEASE, max_attempts=3)) == 1
+    clock.set(T0 + 3 * (LEASE + timedelta(seconds=1)))
+    assert await store.claim("w9", limit=1, lease=LEASE, max_attempts=3) == []
+    row = await message(runtime, accepted.id)
+    assert row["state"] == "failed"
+    assert row["reason"].startswith("gave up after 3 attempts")
+
+
+async def test_retry_puts_failed_and_ignored_messages_back(runtime: Runtime) -> None:
+    """`messages retry` re-queues failed or ignored mail; done mail and unknown ids are refused."""
+    store = runtime.store
+    accepted = await store.accept(raw(automate_tagged("FAILED", date=T0)))
+    [claimed] = await store.claim("w", limit=1, lease=LEASE, max_attempts=5)
+    await store.fail_many([(claimed.id, "parse: test", None)], "w")
+    assert await store.retry() == [accepted.id]
+    row = await message(runtime, accepted.id)
+    assert (row["state"], row["attempts"]) == ("received", 0)
+
+    [claimed] = await store.claim("w", limit=1, lease=LEASE, max_attempts=5)
+    async with runtime.sessions.begin() as session:
+        await store.complete_many(session, [(claimed.id, Completion(state="done",
+                                                                    action="new_ticket"))])
+    with pytest.raises(RetryRefused, match="is done"):
+        await store.retry([accepted.id])
+    with pytest.raises(NotFound):
+        await store.retry([999])

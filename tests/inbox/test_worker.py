@@ -1,0 +1,63 @@
+"""The inbox worker: every message ends in a named state, and one bad message holds up no other."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alertd.inbox.pipeline import Incoming, Pipeline, Processed
+from alertd.rules.engine import RuleSet
+from alertd.runtime import Runtime
+from tests.helpers import deliver, deliver_and_process, message, messages, process, tickets
+from tests.mails import automate_tagged
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+async def test_an_unparseable_mail_is_failed_with_its_reason_and_can_be_retried(
+    runtime: Runtime,
+) -> None:
+    """An empty message fails with `parse: …`; it waits for an admin, then goes through again."""
+    row = await deliver_and_process(runtime, b"\r\n\r\n")
+    assert (row["state"], row["reason"]) == ("failed", "parse: empty message")
+    assert await runtime.store.retry([row["id"]]) == [row["id"]]
+    await process(runtime)
+    assert (await message(runtime, row["id"]))["state"] == "failed"
+
+
+async def test_unknown_senders_are_recorded_as_ignored(runtime: Runtime) -> None:
+    """A mail from nobody the rules know is kept, marked ignored, and makes no ticket."""
+    row = await deliver_and_process(runtime, automate_tagged(
+        "FAILED", date=T0, sender="someone@example.com"))
+    assert (row["state"], row["action"]) == ("ignored", "none")
+    assert row["reason"] == "unknown sender someone@example.com"
+    assert await tickets(runtime) == []
+
+
+async def test_a_mail_the_batch_cannot_write_is_failed_alone(runtime: Runtime) -> None:
+    """When a batch fails to write, its messages are retried one by one: the others complete."""
+    poison = await deliver(runtime, automate_tagged("FAILED", date=T0, monitor="POISON"))
+    for index in range(5):
+        await deliver(runtime, automate_tagged("FAILED", date=T0, computer_id=index))
+
+    class Refusing(Pipeline):
+        """Fails any batch that holds the poison mail, as a database refusal would."""
+
+        async def process(
+            self, session: AsyncSession, items: Sequence[Incoming], rules: RuleSet
+        ) -> list[Processed]:
+            if any(item.message_id == poison for item in items):
+                raise ValueError("value refused by the database")
+            return await super().process(session, items, rules)
+
+    worker = runtime.worker()
+    worker.pipeline = Refusing(resolver=runtime.resolver, tickets=runtime.tickets,
+                               future_skew=runtime.settings.rules.future_skew)
+    report = await worker.drain()
+
+    assert report.by_state == {"done": 5, "failed": 1}
+    rows = {row["id"]: row for row in await messages(runtime)}
+    assert rows[poison]["reason"] == "error: ValueError: value refused by the database"
+    assert len(await tickets(runtime)) == 5

@@ -1,0 +1,64 @@
+"""Parsing raw mail into what rules read, whatever the wild sends (R2)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from alertd.errors import ParseError
+from alertd.mail.parse import parse_mail
+
+
+def test_encoded_words_and_charsets_are_decoded() -> None:
+    """RFC 2047 subjects and an ISO-8859-1 body become text."""
+    data = (b"From: =?iso-8859-1?q?J=F6rg?= <jorg@example.net>\r\n"
+            b"Subject: =?utf-8?b?U3BlaWNoZXIgdm9sbA==?= auf =?iso-8859-1?q?Pr=FCfstand?=\r\n"
+            b"Date: Tue, 03 Nov 2026 10:00:00 +0100\r\n"
+            b"Content-Type: text/plain; charset=iso-8859-1\r\n"
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\nGr=F6=DFe\r\n")
+    mail = parse_mail(data)
+    assert mail.subject == "Speicher voll auf Prüfstand"
+    assert mail.sender == "jorg@example.net"
+    assert mail.text.strip() == "Größe"
+    assert mail.date == datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
+
+
+def test_an_html_only_mail_becomes_readable_text() -> None:
+    """Tags go, table rows stay on one line, entities are decoded."""
+    data = (b"From: a@example.net\r\nSubject: x\r\nContent-Type: text/html\r\n\r\n"
+            b"<html><body><p>Disk&nbsp;alert</p><table><tr><td>Host</td><td>FS01</td></tr>"
+            b"</table></body></html>\r\n")
+    mail = parse_mail(data)
+    assert mail.html_only
+    assert "Disk alert" in mail.text
+    assert any(line.split() == ["Host", "FS01"] for line in mail.text.splitlines())
+    assert "<td>" not in mail.text
+
+
+def test_missing_date_and_from_are_none_not_errors() -> None:
+    """A bare mail parses; absent parts are None."""
+    mail = parse_mail(b"Subject: hello\r\n\r\nbody\r\n")
+    assert (mail.sender, mail.date, mail.message_id) == (None, None, None)
+    assert mail.text.strip() == "body"
+
+
+def test_an_unparseable_date_is_none() -> None:
+    """A Date header that means nothing does not stop the mail."""
+    mail = parse_mail(b"From: a@example.net\r\nDate: yesterday-ish\r\nSubject: s\r\n\r\nb\r\n")
+    assert mail.date is None
+
+
+def test_broken_mime_still_parses_with_defects_noted() -> None:
+    """A multipart mail without its boundary gives what it can and names the defect."""
+    data = (b"From: a@example.net\r\nSubject: broken\r\n"
+            b"Content-Type: multipart/mixed; boundary=nothere\r\n\r\nplain words\r\n")
+    mail = parse_mail(data)
+    assert mail.subject == "broken"
+    assert mail.defects
+
+
+def test_empty_input_is_a_parse_error() -> None:
+    """Nothing at all cannot become a mail; the reason says so."""
+    with pytest.raises(ParseError, match="empty message"):
+        parse_mail(b"  \r\n")
