@@ -218,3 +218,23 @@ async def test_a_storm_processed_by_concurrent_workers_makes_one_ticket(
     actions = [m["action"] for m in await messages(runtime)]
     assert actions.count("new_ticket") == 1
     assert actions.count("occurrence") == count - 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "mail_from", "reason"),
+    [
+        ("Auto-Submitted: auto-replied", None, "auto-reply (Auto-Submitted: auto-replied)"),
+        ("", "", "bounce (null envelope sender)"),
+        ("X-Failed-Recipients: alerts@helpdesk.example.net", None,
+         "bounce (X-Failed-Recipients)"),
+    ],
+)
+async def test_auto_replies_and_bounces_are_recorded_not_ticketed(
+    runtime: Runtime, extra: str, mail_from: str | None, reason: str
+) -> None:
+    """Noise from the Automate sender quoting a real alert is stored, ignored, not ticketed."""
+    row = await deliver_and_process(
+        runtime, automate_tagged("FAILED", date=T0, extra_headers=extra), mail_from=mail_from)
+    assert (row["state"], row["action"], row["reason"]) == ("ignored", "none", reason)
+    assert row["ticket_id"] is None
+    assert await tickets(runtime) == []
