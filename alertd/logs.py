@@ -70,7 +70,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("sqlalchemy", "alembic", "aiosqlite", "asyncio"):
+    for noisy in ("sqlalchemy", "alembic", "aiosqlite", "asyncio", "mail.log", "uvicorn.error"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     logging.getLogger("mailparser").setLevel(logging.ERROR)
 

@@ -73,7 +73,8 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     """Open the database (checking its schema) and load rules; dispose on exit."""
     clock = clock or SystemClock()
-    engine = create_engine(settings.database.url)
+    engine = create_engine(settings.database.url,
+                           busy_timeout_s=settings.database.busy_timeout.total_seconds())
     try:
         if check_schema:
             await ensure_schema(engine, upgrade_itself=settings.database.upgrades_itself)
@@ -84,7 +85,7 @@ async def open_runtime(
             clock=clock,
             engine=engine,
             sessions=sessions,
-            store=InboxStore(sessions, clock),
+            store=InboxStore(sessions, clock, exclusive_writes=is_sqlite(engine)),
             tickets=TicketService(reopen_window=settings.rules.reopen_window, clock=clock),
             resolver=AssetResolver(),
             rules=holder,

@@ -80,6 +80,8 @@ class DatabaseSettings(_Model):
     """A SQLAlchemy URL: `sqlite:///PATH` or `postgresql://user@host/db`."""
     auto_upgrade: bool | None = None
     """Apply migrations at start-up; unset means yes for SQLite, no otherwise."""
+    busy_timeout: Duration = timedelta(seconds=30)
+    """SQLite: how long a writer waits for another process's lock before giving up."""
 
     @model_validator(mode="after")
     def _known_backend(self) -> DatabaseSettings:
@@ -115,7 +117,9 @@ class InboxSettings(_Model):
     workers: int = Field(default=1, ge=1, le=64)
     """Inbox workers in this process (SQLite always uses one)."""
     batch_size: int = Field(default=64, ge=1, le=1000)
-    """Messages claimed per round trip."""
+    """Messages processed per transaction."""
+    busy_batch_size: int = Field(default=8, ge=1, le=1000)
+    """Messages per transaction while sources are storing mail (keeps their turns short)."""
     lease: Duration = timedelta(minutes=5)
     """A claimed message not finished within this is taken back by another worker."""
     poll_interval: Duration = timedelta(seconds=2)
@@ -160,6 +164,11 @@ class SmtpListenerSettings(_Model):
     tls: TlsFiles | None = None
     auth: SmtpAuth | None = None
     allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    """Client networks allowed to connect; empty allows any."""
+    hostname: str | None = None
+    """The name in the greeting; default the machine's name."""
+    timeout: Duration = timedelta(minutes=5)
+    """An idle session is closed after this."""
 
     @model_validator(mode="after")
     def _never_an_open_relay(self) -> SmtpListenerSettings:
@@ -273,7 +282,8 @@ class Settings(_Model):
     imap: tuple[ImapMailboxSettings, ...] = ()
     automate: AutomateSettings | None = None
     links: tuple[LinkSettings, ...] = ()
-    http: HttpSettings | None = None
+    http: HttpSettings | None = Field(default_factory=HttpSettings)
+    """The HTTP endpoint (`/healthz`); `http: null` turns it off."""
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     shutdown_grace: Duration = timedelta(seconds=30)
 

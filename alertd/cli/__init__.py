@@ -14,7 +14,7 @@ import click
 import typer
 
 from alertd import __version__
-from alertd.cli import assets, db, ingest, messages, rules, tickets
+from alertd.cli import assets, db, ingest, messages, rules, run, tickets
 from alertd.cli.common import STATE, err_console
 from alertd.errors import AlertdError, exit_code_for
 
@@ -25,6 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.command("run")(run.run)
 app.command("ingest")(ingest.ingest)
 app.add_typer(messages.app, name="messages")
 app.add_typer(tickets.app, name="tickets")
@@ -46,8 +47,8 @@ def _options(
         typer.Option("--config", "-c", envvar="ALERTD_CONFIG", help="Settings file (alertd.yaml)."),
     ] = None,
     log_level: Annotated[
-        str, typer.Option("--log-level", help="debug, info, warning or error.")
-    ] = "warning",
+        str | None, typer.Option("--log-level", help="debug, info, warning or error.")
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
     ] = False,

@@ -36,7 +36,7 @@ class CliState:
     """Options given before the command name."""
 
     config: Path | None = None
-    log_level: str = "warning"
+    log_level: str | None = None
 
 
 STATE = CliState()
@@ -48,7 +48,7 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 def settings() -> Settings:
     """Settings from `--config`/`$ALERTD_CONFIG`, or the built-in defaults."""
     loaded = load_settings(STATE.config)
-    level = STATE.log_level or loaded.logging.level
+    level = STATE.log_level or "warning"
     logs.configure(level=level, fmt=loaded.logging.format, stream=sys.stderr)
     return loaded
 

@@ -43,9 +43,20 @@ class ComponentStates:
         self.states[name] = state
 
 
-async def guard(component: Component, stopping: asyncio.Event, states: ComponentStates) -> None:
-    """Run ``component``; on a crash or an early exit, log it and stop the daemon."""
+async def guard(
+    component: Component,
+    stopping: asyncio.Event,
+    states: ComponentStates,
+    *,
+    failing: asyncio.Event | None = None,
+) -> None:
+    """Run ``component``; on a crash or an early exit, log it and stop the daemon.
+
+    ``failing`` is the event a failure sets (default: ``stopping``); the HTTP
+    endpoint runs on a later stop event but still stops the daemon if it fails.
+    """
     name = component.name
+    stop_all = failing or stopping
     with structlog.contextvars.bound_contextvars(component=name):
         states.set(name, "running")
         try:
@@ -57,12 +68,12 @@ async def guard(component: Component, stopping: asyncio.Event, states: Component
             states.set(name, "failed")
             states.failed.append(name)
             log.exception("component.failed")
-            stopping.set()
+            stop_all.set()
             return
         if not stopping.is_set():
             states.set(name, "failed")
             states.failed.append(name)
             log.error("component.exited", reason="returned before the daemon was stopping")
-            stopping.set()
+            stop_all.set()
             return
         states.set(name, "stopped")

@@ -50,7 +50,9 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 5, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S
+) -> AsyncEngine:
     """An engine for ``url`` with alertd's connection settings."""
     target = async_url(url)
     if target.startswith("sqlite"):
@@ -64,21 +66,21 @@ def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
                     f"cannot create the database folder {folder}: {error.strerror}"
                 ) from error
         engine = create_async_engine(
-            target, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, pool_size=pool_size
+            target, connect_args={"timeout": busy_timeout_s}, pool_size=pool_size
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_timeout_s)
         return engine
     return create_async_engine(target, pool_size=pool_size, pool_pre_ping=True)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_s: float) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

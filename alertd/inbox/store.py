@@ -14,6 +14,7 @@ expired lease is never processed twice.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,10 +31,13 @@ from alertd.clock import Clock
 from alertd.db.engine import storage_errors
 from alertd.db.tables import MESSAGES, Message
 from alertd.domain import Accepted, Envelope, RawMessage
-from alertd.errors import NotFound, PermanentError
+from alertd.errors import NotFound, PermanentError, StorageUnavailable
+from alertd.inbox.gate import WriteGate
 from alertd.safetext import storable, storable_or_none
 
 MESSAGE_KEY_LENGTH = 255
+GROUP_COMMIT_MAX = 200
+"""Most mails one group commit stores."""
 _HEADER_END = (b"\r\n\r\n", b"\n\n")
 
 
@@ -98,25 +102,55 @@ def dialect_name(session: AsyncSession) -> str:
 class InboxStore:
     """The inbox operations, each in its own transaction unless a session is given."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        *,
+        exclusive_writes: bool = False,
+    ) -> None:
         self.sessions = sessions
         self.clock = clock
         self.arrived = asyncio.Event()
         """Set on every accept, so workers in this process start at once."""
+        self.gate = WriteGate(exclusive=exclusive_writes)
+        """Turns at the database: storing before processing (SQLite)."""
+        self._pending: list[tuple[RawMessage, asyncio.Future[Accepted]]] = []
+        self._commit_lock = asyncio.Lock()
+        self._commits: set[asyncio.Task[list[Accepted]]] = set()
 
     # -- accepting ---------------------------------------------------------------
 
     async def accept(self, message: RawMessage) -> Accepted:
-        """Store ``message`` durably (committed on return); a repeat returns the first id."""
-        [accepted] = await self.accept_many([message])
-        return accepted
+        """Store ``message`` durably (committed on return); a repeat returns the first id.
+
+        Concurrent calls share one transaction (group commit): while one
+        commit runs, the next mails queue, and the next commit takes them all.
+        A caller cancelled while waiting (a dropped SMTP session) does not
+        cancel the commit others are waiting for.
+        """
+        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        self._pending.append((message, future))
+        while not future.done():
+            async with self._commit_lock:
+                if future.done():
+                    break
+                batch = self._pending[:GROUP_COMMIT_MAX]
+                del self._pending[:GROUP_COMMIT_MAX]
+                commit = asyncio.get_running_loop().create_task(
+                    self.accept_many([m for m, _ in batch]))
+                self._commits.add(commit)  # owned here until it ends, whoever waits for it
+                commit.add_done_callback(self._commits.discard)
+                commit.add_done_callback(functools.partial(_settle, batch))
+                await asyncio.wait([commit])
+        return await future
 
     async def accept_many(self, messages: Sequence[RawMessage]) -> list[Accepted]:
         """Store several mails in one transaction; the answers follow their order."""
         if not messages:
             return []
         rows = [_row(message) for message in messages]
-        async with storage_errors(), self.sessions.begin() as session:
+        async with self.gate.storing(), storage_errors(), self.sessions.begin() as session:
             module = postgresql if dialect_name(session) == "postgresql" else sqlite
             table = MESSAGES
             connection = await session.connection()
@@ -180,7 +214,7 @@ class InboxStore:
         """Take up to ``limit`` messages that are due, oldest first, under a lease."""
         now = self.clock.now()
         table = MESSAGES
-        async with storage_errors(), self.sessions.begin() as session:
+        async with self.gate.processing(), storage_errors(), self.sessions.begin() as session:
             ids, expired = await self._due_ids(session, limit, now)
             if not ids:
                 return []
@@ -256,7 +290,7 @@ class InboxStore:
         """Hand back claimed messages not started (on shutdown), without waiting for the lease."""
         if not message_ids:
             return
-        async with storage_errors(), self.sessions.begin() as session:
+        async with self.gate.processing(), storage_errors(), self.sessions.begin() as session:
             await session.execute(
                 update(Message)
                 .where(Message.id.in_(message_ids), Message.claimed_by == worker,
@@ -320,7 +354,7 @@ class InboxStore:
         )
         params = [{"m_id": mid, "m_reason": storable(reason), "m_retry_at": retry_at}
                   for mid, reason, retry_at in failures]
-        async with storage_errors(), self.sessions.begin() as session:
+        async with self.gate.processing(), storage_errors(), self.sessions.begin() as session:
             connection = await session.connection()
             await connection.execute(statement, params)
 
@@ -328,7 +362,7 @@ class InboxStore:
 
     async def retry(self, message_ids: Sequence[int] | None = None) -> list[int]:
         """Put failed (or ignored) messages back to be processed; None means every failed one."""
-        async with storage_errors(), self.sessions.begin() as session:
+        async with self.gate.processing(), storage_errors(), self.sessions.begin() as session:
             if message_ids is None:
                 query = select(Message.id).where(Message.state == "failed")
             else:
@@ -355,6 +389,26 @@ class InboxStore:
         if ids:
             self.arrived.set()
         return ids
+
+
+def _settle(
+    batch: Sequence[tuple[RawMessage, asyncio.Future[Accepted]]],
+    commit: asyncio.Future[list[Accepted]],
+) -> None:
+    """Hand each waiter its answer from a finished group commit."""
+    if commit.cancelled():
+        failure: BaseException | None = StorageUnavailable("storing was interrupted")
+        answers: list[Accepted] = []
+    else:
+        failure = commit.exception()
+        answers = [] if failure is not None else commit.result()
+    for index, (_, future) in enumerate(batch):
+        if future.done():
+            continue
+        if failure is not None:
+            future.set_exception(failure)
+        else:
+            future.set_result(answers[index])
 
 
 def _row(message: RawMessage) -> dict[str, Any]:

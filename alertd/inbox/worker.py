@@ -105,8 +105,11 @@ class InboxWorker:
     async def _claim_and_parse(
         self,
     ) -> tuple[list[Claimed], asyncio.Future[list[ParsedMail | ParseError]]] | None:
+        busy = self.store.gate.recently_busy()
         batch = await self.store.claim(
-            self.name, limit=self.settings.batch_size, lease=self.settings.lease,
+            self.name,
+            limit=self.settings.busy_batch_size if busy else self.settings.batch_size,
+            lease=self.settings.lease,
             max_attempts=self.settings.max_attempts,
         )
         if not batch:
@@ -170,7 +173,9 @@ class InboxWorker:
         self, work: list[tuple[Claimed, ParsedMail | ParseError]]
     ) -> list[tuple[Claimed, ParsedMail | ParseError, Completion]]:
         rules = self.rules()
-        async with storage_errors(), self.sessions.begin() as session:
+        async with (
+            self.store.gate.processing(), storage_errors(), self.sessions.begin() as session
+        ):
             ours = await self.store.renew(session, [c.id for c, _ in work], self.name,
                                           self.settings.lease)
             work = [(claimed, mail) for claimed, mail in work if claimed.id in ours]
