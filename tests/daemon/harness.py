@@ -126,7 +126,7 @@ class Daemon:
         """GET /healthz: status code and body."""
         request = urllib.request.Request(f"http://127.0.0.1:{self.http_port}/healthz")
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())

@@ -124,7 +124,7 @@ def test_auth_is_refused_without_tls_and_works_after_starttls(
     password never appears in the logs."""
     cert, key = certificate
     users = tmp_path / "users"
-    password = "s3cret-Pass-123"  # noqa: S105 - a test credential
+    password = "s3cret-Pass-123"
     users.write_text(f"mta:{hash_password(password)}\n")
     daemon = start_daemon(sqlite_url, smtp=[{
         "name": "main", "listen": f"127.0.0.1:{_port()}",
@@ -170,7 +170,7 @@ def test_sighup_with_broken_rules_keeps_the_old_rules(
     problem = daemon.wait_for("rules.problem")
     assert problem["problem"].endswith("20-broken.yaml:3: alert_types[0].colour: unknown key "
                                        "'colour'")
-    status, health = daemon.health()
+    _, health = daemon.health()
     assert (health["rules_version"], health["rules_last_reload_ok"]) == (version, False)
 
     daemon.send(automate_tagged("FAILED", date=T0))
