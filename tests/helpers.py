@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from alertd.db.tables import Message
 from alertd.domain import Envelope, RawMessage
-from alertd.inbox.views import list_messages, show_message
+from alertd.inbox.views import list_messages, raw_message, show_message
 from alertd.inbox.worker import DrainReport
 from alertd.runtime import Runtime
 from alertd.tickets.views import list_tickets, show_ticket
@@ -69,3 +69,9 @@ async def message_count(runtime: Runtime) -> int:
     """How many rows the inbox holds."""
     async with runtime.sessions() as session:
         return len((await session.execute(select(Message.id))).all())
+
+
+async def raw(runtime: Runtime, message_id: int) -> bytes:
+    """The stored bytes of one message."""
+    async with runtime.sessions() as session:
+        return await raw_message(session, message_id)

@@ -26,7 +26,7 @@ from alertd.sources.smtp import (
     REPLY_TOO_BIG,
 )
 from alertd.sources.smtp_auth import hash_password
-from tests.daemon.harness import Daemon
+from tests.daemon.harness import Daemon, free_port
 from tests.helpers import messages, tickets
 from tests.mails import automate_tagged
 
@@ -77,7 +77,7 @@ def test_a_foreign_recipient_gets_550_and_never_an_open_relay(
 def test_an_oversized_mail_gets_552(start_daemon: StartDaemon, sqlite_url: str) -> None:
     """The limit is advertised with SIZE, and a mail over it is refused with 552 5.3.4."""
     daemon = start_daemon(sqlite_url, smtp=[{
-        "name": "main", "listen": f"127.0.0.1:{_port()}", "max_size": "20KB",
+        "name": "main", "listen": f"127.0.0.1:{free_port()}", "max_size": "20KB",
         "recipients": ["alerts@helpdesk.example.net"]}])
     with daemon.smtp() as client:
         assert client.has_extn("size")
@@ -127,7 +127,7 @@ def test_auth_is_refused_without_tls_and_works_after_starttls(
     password = "s3cret-Pass-123"
     users.write_text(f"mta:{hash_password(password)}\n")
     daemon = start_daemon(sqlite_url, smtp=[{
-        "name": "main", "listen": f"127.0.0.1:{_port()}",
+        "name": "main", "listen": f"127.0.0.1:{free_port()}",
         "recipients": ["alerts@helpdesk.example.net"],
         "tls": {"cert_file": str(cert), "key_file": str(key)},
         "auth": {"users_file": str(users)}}], logging={"level": "debug", "format": "json"})
@@ -272,9 +272,3 @@ def test_configuration_errors_exit_78(
     assert daemon.process is not None
     assert daemon.process.wait(60) == 78
     assert message in "".join(daemon.raw_output)
-
-
-def _port() -> int:
-    from tests.daemon.harness import free_port
-
-    return free_port()
