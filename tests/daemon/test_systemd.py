@@ -1,4 +1,4 @@
-"""The systemd side: the shipped unit passes systemd's own checks, and the daemon speaks sd_notify."""
+"""systemd: the shipped unit passes systemd's own checks, and the daemon speaks sd_notify."""
 
 from __future__ import annotations
 
