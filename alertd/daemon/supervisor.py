@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 
@@ -48,6 +49,10 @@ class Supervisor:
         async with AsyncExitStack() as stack:
             runtime = await stack.enter_async_context(open_runtime(self.settings))
             holder = runtime.load_rules()
+            recovered = await runtime.store.recover_abandoned(socket.gethostname())
+            if recovered:
+                log.info("inbox.recovered", count=recovered,
+                         reason="left in processing by a process that is gone")
             listeners = smtp_components(self.settings.smtp, runtime.store)
             for listener in listeners:
                 await listener.start()

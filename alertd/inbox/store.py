@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -286,6 +287,30 @@ class InboxStore:
         )
         return {int(row[0]) for row in result.all()}
 
+    async def recover_abandoned(self, host: str) -> int:
+        """At start-up, take back messages a dead process on this host left in processing.
+
+        Mailman's recovery on start: without it they would wait for their
+        lease to run out. Their attempts stay counted, so a mail that keeps
+        killing the daemon is still given up after `max_attempts`.
+        """
+        async with self.gate.processing(), storage_errors(), self.sessions.begin() as session:
+            owners = (await session.execute(
+                select(Message.claimed_by).where(Message.state == "processing",
+                                                 Message.claimed_by.like(f"{host}:%"))
+                .distinct()
+            )).scalars().all()
+            dead = [owner for owner in owners if owner and not _alive(owner)]
+            if not dead:
+                return 0
+            result = await session.execute(
+                update(Message)
+                .where(Message.state == "processing", Message.claimed_by.in_(dead))
+                .values(state="received", claimed_by=None, lease_until=None)
+                .returning(Message.id)
+            )
+            return len(result.all())
+
     async def release(self, message_ids: Sequence[int], worker: str) -> None:
         """Hand back claimed messages not started (on shutdown), without waiting for the lease."""
         if not message_ids:
@@ -389,6 +414,23 @@ class InboxStore:
         if ids:
             self.arrived.set()
         return ids
+
+
+def _alive(worker: str) -> bool:
+    """Whether the process named in a worker id (`host:pid:index`) still runs here."""
+    try:
+        pid = int(worker.split(":")[1])
+    except (IndexError, ValueError):
+        return True
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _settle(
