@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from alertd.settings import bundled_rules_dir
 from alertd.sources.smtp import (
@@ -27,6 +28,7 @@ from alertd.sources.smtp import (
 )
 from alertd.sources.smtp_auth import hash_password
 from tests.daemon.harness import Daemon, free_port
+from tests.daemon.proxy import TcpProxy
 from tests.helpers import messages, tickets
 from tests.mails import automate_tagged
 
@@ -272,3 +274,33 @@ def test_configuration_errors_exit_78(
     assert daemon.process is not None
     assert daemon.process.wait(60) == 78
     assert message in "".join(daemon.raw_output)
+
+
+@pytest.mark.postgres
+def test_451_while_postgresql_is_unreachable_and_accepted_when_it_is_back(
+    start_daemon: StartDaemon, pg_url: str
+) -> None:
+    """PostgreSQL cut off mid-run: mail gets 451 and is kept by the sender; once the
+    database is back the same mail is stored and processed."""
+    url = make_url(pg_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    try:
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
+            hide_password=False)
+        daemon = start_daemon(proxied)
+        daemon.send(automate_tagged("FAILED", date=T0, message_id="before"))
+        proxy.cut()
+        data = automate_tagged("FAILED", date=T0 + timedelta(minutes=1), message_id="during")
+        with daemon.smtp() as client:
+            client.mail("automate@example.invalid")
+            client.rcpt("alerts@helpdesk.example.net")
+            code, reply = client.data(data)
+        assert (code, reply.decode()) == (451, REPLY_NOT_STORED[4:])
+        proxy.restore()
+        daemon.send(data)
+        daemon.wait_until(lambda: [m["state"] for m in daemon.read(messages)] == ["done", "done"])
+        [ticket] = daemon.read(tickets)
+        assert ticket["occurrences"] == 2
+        assert daemon.stop() == 0
+    finally:
+        proxy.close()
