@@ -20,7 +20,7 @@ from contextlib import AsyncExitStack
 from alertd.daemon.components import Component, ComponentStates, guard
 from alertd.daemon.reloader import RulesReloader
 from alertd.daemon.systemd import SystemdNotifier, Watchdog
-from alertd.errors import EX_FAILURE, EX_OK
+from alertd.errors import EX_FAILURE, EX_OK, AlertdError
 from alertd.logs import get_logger
 from alertd.runtime import Runtime, open_runtime
 from alertd.settings import Settings
@@ -29,6 +29,10 @@ from alertd.web.app import Health, create_app
 from alertd.web.server import WebServer
 
 log = get_logger(__name__)
+
+
+class CannotListen(AlertdError):
+    """A listening port could not be bound (taken, or not allowed)."""
 
 
 class Supervisor:
@@ -55,13 +59,22 @@ class Supervisor:
                          reason="left in processing by a process that is gone")
             listeners = smtp_components(self.settings.smtp, runtime.store)
             for listener in listeners:
-                await listener.start()
+                try:
+                    await listener.start()
+                except OSError as error:
+                    raise CannotListen(
+                        f"{listener.name}: cannot listen on {listener.settings.listen}: "
+                        f"{error.strerror or error}") from error
             reloader = RulesReloader(holder, self.reload_requested, self.notifier)
             components: list[Component] = [
                 *listeners, *self._workers(runtime), reloader, Watchdog(self.notifier)]
             web = self._web(runtime, reloader)
             if web is not None:
-                web.start()
+                try:
+                    web.start()
+                except OSError as error:
+                    raise CannotListen(f"http: cannot listen on {web.host}:{web.port}: "
+                                       f"{error.strerror or error}") from error
                 stack.callback(web.close)
             self._install_signals()
             stack.callback(self._remove_signals)

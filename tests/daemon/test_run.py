@@ -304,3 +304,18 @@ def test_451_while_postgresql_is_unreachable_and_accepted_when_it_is_back(
         assert daemon.stop() == 0
     finally:
         proxy.close()
+
+
+def test_a_taken_port_fails_start_up_with_a_plain_message(
+    start_daemon: StartDaemon, sqlite_url: str
+) -> None:
+    """Another process on the SMTP port: exit 1 and the address named, no traceback."""
+    first = start_daemon(sqlite_url)
+    second = start_daemon(sqlite_url, wait=False, smtp=first.config["smtp"],
+                          http={"listen": f"127.0.0.1:{free_port()}"})
+    assert second.process is not None
+    assert second.process.wait(60) == 1
+    output = "".join(second.raw_output)
+    assert f"smtp:main: cannot listen on {first.config['smtp'][0]['listen']}" in output
+    assert "Traceback" not in output
+    assert first.stop() == 0
