@@ -32,6 +32,8 @@ class Runtime:
     clock: Clock
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    readers: async_sessionmaker[AsyncSession]
+    """Read-only sessions: listing and showing, never a change (they take no write lock)."""
     store: InboxStore
     tickets: TicketService
     resolver: AssetResolver
@@ -73,22 +75,28 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     """Open the database (checking its schema) and load rules; dispose on exit."""
     clock = clock or SystemClock()
+    store: InboxStore | None = None
     engine = create_engine(settings.database.url,
+                           pool_size=max(5, settings.inbox.workers + 4),
                            busy_timeout_s=settings.database.busy_timeout.total_seconds())
     try:
         if check_schema:
             await ensure_schema(engine, upgrade_itself=settings.database.upgrades_itself)
         holder = RulesHolder.load(settings.rules.dir) if with_rules else None
         sessions = session_factory(engine)
+        store = InboxStore(sessions, clock, exclusive_writes=is_sqlite(engine))
         yield Runtime(
             settings=settings,
             clock=clock,
             engine=engine,
             sessions=sessions,
-            store=InboxStore(sessions, clock, exclusive_writes=is_sqlite(engine)),
+            readers=session_factory(engine, read_only=True),
+            store=store,
             tickets=TicketService(reopen_window=settings.rules.reopen_window, clock=clock),
             resolver=AssetResolver(),
             rules=holder,
         )
     finally:
+        if store is not None:
+            await store.close()
         await engine.dispose()

@@ -27,8 +27,10 @@ Loc = Sequence[str | int]
 class YamlDocument:
     """A parsed YAML file: its plain data and where each node was written."""
 
-    def __init__(self, path: Path, root: Any) -> None:
+    def __init__(self, path: Path, root: Any, text: str = "") -> None:
         self.path = path
+        self.text = text
+        """The source text that was parsed."""
         self._root = root
         self.data: Any = _plain(root)
 
@@ -88,7 +90,7 @@ def load_yaml(path: Path, text: str | None = None) -> YamlDocument | Problem:
         return Problem(path, line, "", f"invalid YAML: {what}")
     except YAMLError as error:
         return Problem(path, None, "", f"invalid YAML: {error}")
-    return YamlDocument(path, root)
+    return YamlDocument(path, root, source)
 
 
 def render_loc(loc: Iterable[str | int]) -> str:

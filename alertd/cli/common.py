@@ -91,5 +91,5 @@ async def database_session(*, write: bool = False) -> AsyncIterator[tuple[Runtim
             async with runtime.sessions.begin() as session:
                 yield runtime, session
         else:
-            async with runtime.sessions() as session:
+            async with runtime.readers() as session:
                 yield runtime, session

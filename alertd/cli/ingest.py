@@ -86,7 +86,7 @@ async def _process(runtime: Runtime) -> None:
     try:
         runtime.load_rules()
         report = await runtime.worker().drain()
-    except AlertdError as error:
+    except Exception as error:  # noqa: BLE001 - the mail is stored; say why it waits
         err_console.print(f"alertd: stored, but not processed: {error}", markup=False)
         return
     err_console.print(_report_line(report.processed, report.by_state), markup=False)

@@ -1,8 +1,11 @@
 """The async engine, its sessions, and the schema's version.
 
-SQLite runs in WAL mode with a busy timeout and foreign keys on, and every
-transaction starts with `BEGIN IMMEDIATE`, so the one writer takes its lock
-up front instead of failing half-way when a read turns into a write.
+SQLite runs in WAL mode with `synchronous=FULL` (a committed mail survives a
+power cut: the 250 reply depends on it), a busy timeout and foreign keys
+on. Write transactions start with `BEGIN IMMEDIATE`, so the one writer
+takes its lock up front instead of failing half-way when a read turns into
+a write; read-only sessions (`read_only=True` execution option) start a
+plain deferred transaction and never block writers.
 PostgreSQL is used through asyncpg. Plain `sqlite:///` and `postgresql://`
 URLs are accepted; the async driver is chosen here.
 """
@@ -79,19 +82,30 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_s: float) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded values after commit (they are read for logs)."""
-    return async_sessionmaker(engine, expire_on_commit=False)
+READ_ONLY = "alertd_read_only"
+
+
+def session_factory(
+    engine: AsyncEngine, *, read_only: bool = False
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded values after commit (they are read for logs).
+
+    ``read_only`` sessions never take SQLite's write lock: use them for
+    listing and showing, never for changes.
+    """
+    bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
+    return async_sessionmaker(bind, expire_on_commit=False)
 
 
 # Errors that mean "the database is not there right now", not "this query is wrong".
@@ -105,10 +119,25 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
+# PostgreSQL SQLSTATEs that mean "try again later": connection exceptions (08),
+# insufficient resources (53, e.g. too many connections), the server shutting
+# down or starting up (57P0x), serialization failures and deadlocks (40001,
+# 40P01), lock and statement timeouts (55P03, 57014).
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "53")
+_TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57P04", "57P05", "40001",
+                                  "40P01", "55P03", "57014"})
+
+
 def is_unavailable(error: BaseException) -> bool:
-    """Whether ``error`` says the database is down, locked or unreachable."""
-    if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
-        return True
+    """Whether ``error`` says the database is down, busy, locked or unreachable."""
+    if isinstance(error, sqlalchemy.exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        state = getattr(error.orig, "sqlstate", None)
+        if isinstance(state, str) and (
+            state in _TRANSIENT_SQLSTATES or state[:2] in _TRANSIENT_SQLSTATE_CLASSES
+        ):
+            return True
     if isinstance(error, _UNAVAILABLE):
         return True
     name = type(error).__module__

@@ -16,12 +16,12 @@ from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Dialect,
     ForeignKey,
     Index,
-    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -153,6 +153,12 @@ class Message(Base):
         UniqueConstraint("message_key", "content_hash"),
         UniqueConstraint("mailbox", "uidvalidity", "uid"),
         Index("ix_messages_state_id", "state", "id"),
+        Index("ix_messages_retry_due", "retry_at", "id",
+              sqlite_where=text("state = 'failed' AND retry_at IS NOT NULL"),
+              postgresql_where=text("state = 'failed' AND retry_at IS NOT NULL")),
+        Index("ix_messages_lease", "lease_until", "id",
+              sqlite_where=text("state = 'processing'"),
+              postgresql_where=text("state = 'processing'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -161,11 +167,12 @@ class Message(Base):
     rcpt_to: Mapped[list[Any]] = mapped_column(default=list)
     peer: Mapped[str | None] = mapped_column(Text)
     mailbox: Mapped[str | None] = mapped_column(Text)
-    uidvalidity: Mapped[int | None] = mapped_column(Integer)
-    uid: Mapped[int | None] = mapped_column(Integer)
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    uid: Mapped[int | None] = mapped_column(BigInteger)
     message_id: Mapped[str | None] = mapped_column(Text)
-    message_key: Mapped[str] = mapped_column(String(255))
-    """Message-ID cut to an indexable length, '' when absent."""
+    message_key: Mapped[str | None] = mapped_column(String(255))
+    """Message-ID cut to an indexable length; NULL when absent, so only mails that
+    name themselves are de-duplicated by content."""
     content_hash: Mapped[str] = mapped_column(String(64))
     size: Mapped[int]
     raw: Mapped[bytes] = mapped_column(LargeBinary)
@@ -204,7 +211,7 @@ class Ticket(Base):
             sqlite_where=text("status = 'open'"),
             postgresql_where=text("status = 'open'"),
         ),
-        Index("ix_tickets_dedup_key_status", "dedup_key", "status"),
+        Index("ix_tickets_dedup_key_status", "dedup_key", "status", "resolved_at"),
         Index("ix_tickets_status_id", "status", "id"),
     )
 
@@ -243,6 +250,21 @@ class Ticket(Base):
     updated_at: Mapped[datetime]
 
 
+class AlertKey(Base):
+    """What is known of an alert key beyond its tickets: its latest recovery.
+
+    A recovery that finds nothing open is kept here, so a problem older
+    than it (processed later: another worker, a retry, a slow queue) opens
+    its ticket already resolved, as live arrival in order would have.
+    """
+
+    __tablename__ = "alert_keys"
+
+    dedup_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    last_recovery_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
 class TicketEvent(Base):
     """One line of a ticket's history: an alert, a status change, a call (R4.2)."""
 
@@ -268,6 +290,8 @@ def core_table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
 
+CLIENTS = core_table(Client)
 MESSAGES = core_table(Message)
 TICKETS = core_table(Ticket)
 TICKET_EVENTS = core_table(TicketEvent)
+ALERT_KEYS = core_table(AlertKey)

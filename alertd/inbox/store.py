@@ -39,6 +39,10 @@ from alertd.safetext import storable, storable_or_none
 MESSAGE_KEY_LENGTH = 255
 GROUP_COMMIT_MAX = 200
 """Most mails one group commit stores."""
+OFF_LOOP_BYTES = 1_000_000
+"""A batch bigger than this is hashed and scanned in a thread, not on the event loop."""
+HEADER_SCAN_BYTES = 65_536
+"""How far into a mail its Message-ID is looked for."""
 _HEADER_END = (b"\r\n\r\n", b"\n\n")
 
 
@@ -83,6 +87,7 @@ def content_hash(data: bytes) -> str:
 
 def header_message_id(data: bytes) -> str | None:
     """The Message-ID header, read from the header block only (cheap, never raises)."""
+    data = data[:HEADER_SCAN_BYTES]
     end = min((i for sep in _HEADER_END if (i := data.find(sep)) >= 0), default=len(data))
     try:
         headers = BytesHeaderParser(policy=compat32).parsebytes(data[: end + 4])
@@ -132,44 +137,54 @@ class InboxStore:
         """
         future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
         self._pending.append((message, future))
-        while not future.done():
-            async with self._commit_lock:
-                if future.done():
-                    break
-                batch = self._pending[:GROUP_COMMIT_MAX]
-                del self._pending[:GROUP_COMMIT_MAX]
-                commit = asyncio.get_running_loop().create_task(
-                    self.accept_many([m for m, _ in batch]))
-                self._commits.add(commit)  # owned here until it ends, whoever waits for it
-                commit.add_done_callback(self._commits.discard)
-                commit.add_done_callback(functools.partial(_settle, batch))
-                await asyncio.wait([commit])
-        return await future
+        try:
+            while not future.done():
+                async with self._commit_lock:
+                    if future.done():
+                        break
+                    batch = self._pending[:GROUP_COMMIT_MAX]
+                    del self._pending[:GROUP_COMMIT_MAX]
+                    commit = asyncio.get_running_loop().create_task(
+                        self.accept_many([m for m, _ in batch]))
+                    self._commits.add(commit)  # owned here until it ends, whoever waits
+                    commit.add_done_callback(self._commits.discard)
+                    commit.add_done_callback(functools.partial(_settle, batch))
+                    await asyncio.wait([commit])
+            return await future
+        finally:
+            if not future.done():
+                future.cancel()  # our caller is gone: nobody will read the answer
+
+    async def close(self) -> None:
+        """Wait for group commits still running (their callers may be gone)."""
+        if self._commits:
+            await asyncio.wait(list(self._commits))
 
     async def accept_many(self, messages: Sequence[RawMessage]) -> list[Accepted]:
         """Store several mails in one transaction; the answers follow their order."""
         if not messages:
             return []
-        rows = [_row(message) for message in messages]
+        if sum(len(m.data) for m in messages) > OFF_LOOP_BYTES:
+            rows = await asyncio.to_thread(lambda: [_row(message) for message in messages])
+        else:
+            rows = [_row(message) for message in messages]
+        table = MESSAGES
         async with self.gate.storing(), storage_errors(), self.sessions.begin() as session:
             module = postgresql if dialect_name(session) == "postgresql" else sqlite
-            table = MESSAGES
             connection = await session.connection()
             inserted = await connection.execute(
-                module.insert(table).on_conflict_do_nothing()
-                .returning(table.c.id, table.c.message_key, table.c.content_hash),
+                module.insert(table).on_conflict_do_nothing().returning(
+                    table.c.id, table.c.message_key, table.c.content_hash, table.c.mailbox,
+                    table.c.uidvalidity, table.c.uid),
                 rows,
             )
-            new = {(key, digest): int(mid) for mid, key, digest in inserted.all()}
+            new_ids: dict[tuple[Any, ...], list[int]] = {}
+            for mid, *identity in sorted(inserted.all(), key=lambda r: r[0]):
+                new_ids.setdefault(tuple(identity), []).append(int(mid))
             answers: list[Accepted | None] = []
-            claimed_new: set[tuple[str, str]] = set()
             for row in rows:
-                identity = (row["message_key"], row["content_hash"])
-                if identity in new and identity not in claimed_new:
-                    claimed_new.add(identity)
-                    answers.append(Accepted(new[identity], duplicate=False))
-                else:
-                    answers.append(None)
+                fresh = new_ids.get(_identity(row))
+                answers.append(Accepted(fresh.pop(0), duplicate=False) if fresh else None)
             missing = [row for row, answer in zip(rows, answers, strict=True) if answer is None]
             if missing:
                 existing = await self._existing(session, missing)
@@ -185,13 +200,15 @@ class InboxStore:
     ) -> dict[tuple[Any, ...], int]:
         """Ids of stored rows that these rows duplicate, by content or by mailbox UID."""
         found: dict[tuple[Any, ...], int] = {}
-        pairs = {(row["message_key"], row["content_hash"]) for row in rows}
-        by_content = await session.execute(
-            select(Message.id, Message.message_key, Message.content_hash)
-            .where(tuple_(Message.message_key, Message.content_hash).in_(pairs))
-        )
-        for mid, key, digest in by_content.all():
-            found.setdefault(("content", key, digest), int(mid))
+        pairs = {(row["message_key"], row["content_hash"]) for row in rows
+                 if row["message_key"] is not None}
+        if pairs:
+            by_content = await session.execute(
+                select(Message.id, Message.message_key, Message.content_hash)
+                .where(tuple_(Message.message_key, Message.content_hash).in_(pairs))
+            )
+            for mid, key, digest in by_content.all():
+                found.setdefault(("content", key, digest), int(mid))
         uids = {(row["mailbox"], row["uidvalidity"], row["uid"]) for row in rows
                 if row["uid"] is not None}
         if uids:
@@ -287,12 +304,12 @@ class InboxStore:
         )
         return {int(row[0]) for row in result.all()}
 
-    async def recover_abandoned(self, host: str) -> int:
+    async def recover_abandoned(self, host: str, *, max_attempts: int) -> int:
         """At start-up, take back messages a dead process on this host left in processing.
 
         Mailman's recovery on start: without it they would wait for their
-        lease to run out. Their attempts stay counted, so a mail that keeps
-        killing the daemon is still given up after `max_attempts`.
+        lease to run out. A message that has already used up its attempts
+        (it keeps killing the daemon) is failed for an admin instead.
         """
         async with self.gate.processing(), storage_errors(), self.sessions.begin() as session:
             owners = (await session.execute(
@@ -303,6 +320,14 @@ class InboxStore:
             dead = [owner for owner in owners if owner and not _alive(owner)]
             if not dead:
                 return 0
+            await session.execute(
+                update(Message)
+                .where(Message.state == "processing", Message.claimed_by.in_(dead),
+                       Message.attempts >= max_attempts)
+                .values(state="failed", retry_at=None, claimed_by=None, lease_until=None,
+                        reason=f"gave up after {max_attempts} attempts: the daemon died while "
+                               "processing it each time; retry by hand")
+            )
             result = await session.execute(
                 update(Message)
                 .where(Message.state == "processing", Message.claimed_by.in_(dead))
@@ -465,7 +490,7 @@ def _row(message: RawMessage) -> dict[str, Any]:
         "uidvalidity": envelope.uidvalidity,
         "uid": envelope.uid,
         "message_id": message_id,
-        "message_key": (message_id or "")[:MESSAGE_KEY_LENGTH],
+        "message_key": message_id[:MESSAGE_KEY_LENGTH] if message_id else None,
         "content_hash": content_hash(message.data),
         "size": len(message.data),
         "raw": message.data,

@@ -13,6 +13,7 @@ backoff; a parse failure or a bug waits for `alertd messages retry`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alertd.clock import Clock
@@ -87,20 +89,34 @@ class InboxWorker:
         upcoming = await self._claim_and_parse()
         while upcoming is not None:
             batch, parsing = upcoming
-            parsed = await parsing
-            if stopping is not None and stopping.is_set():
-                await self.store.release([item.id for item in batch], self.name)
-                break
-            upcoming = await self._claim_and_parse()
+            upcoming = None
             try:
+                parsed = await parsing
+                if stopping is not None and stopping.is_set():
+                    await self.store.release([item.id for item in batch], self.name)
+                    break
+                upcoming = await self._claim_and_parse()
                 await self.process_batch(batch, report, parsed)
             except BaseException:
-                if upcoming is not None:
-                    upcoming[1].cancel()
-                    await asyncio.gather(upcoming[1], return_exceptions=True)
+                await self._give_back(batch, upcoming)
                 raise
             await asyncio.sleep(0)  # let sources accept mail between batches
         return report
+
+    async def _give_back(
+        self,
+        batch: list[Claimed],
+        upcoming: tuple[list[Claimed], asyncio.Future[list[ParsedMail | ParseError]]] | None,
+    ) -> None:
+        """Something went wrong: hand back what was claimed but not processed, now rather
+        than after the lease (best effort: if the database is gone, the lease does it)."""
+        unfinished = list(batch)
+        if upcoming is not None:
+            upcoming[1].cancel()
+            await asyncio.gather(upcoming[1], return_exceptions=True)
+            unfinished += upcoming[0]
+        with contextlib.suppress(StorageUnavailable):
+            await self.store.release([item.id for item in unfinished], self.name)
 
     async def _claim_and_parse(
         self,
@@ -156,6 +172,11 @@ class InboxWorker:
                 await self._fail_transient(batch, f"storage: {error}")
                 raise StorageUnavailable(str(error)) from error
             if len(work) == 1:
+                if isinstance(error, IntegrityError):
+                    # A race the key lock should have prevented: try again later.
+                    await self._fail_transient(batch, f"conflict: {error.orig}")
+                    report.count("failed")
+                    return
                 await self._fail_permanent(work[0][0], error)
                 report.count("failed")
                 return

@@ -98,7 +98,11 @@ def check_rules(directory: Path) -> RulesReport:
     if not directory.is_dir():
         problem = Problem(directory, None, "", "rules directory does not exist")
         return RulesReport(directory, [], [problem], None)
-    return _Compiler(directory).run()
+    try:
+        return _Compiler(directory).run()
+    except OSError as error:
+        problem = Problem(directory, None, "", f"cannot read the rules directory: {error}")
+        return RulesReport(directory, [], [problem], None)
 
 
 @dataclass
@@ -153,7 +157,7 @@ class _Compiler:
         if isinstance(loaded, Problem):
             report.problems.append(loaded)
             return
-        self.digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        self.digest.update(f"{path.name}\0{loaded.text}\0".encode("utf-8", "surrogatepass"))
         data = loaded.data if loaded.data is not None else {}
         if not isinstance(data, dict):
             report.problems.append(

@@ -25,15 +25,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alertd.assets.resolve import AssetQuery, AssetResolver
 from alertd.clock import Clock
 from alertd.db.locks import lock_names
+from alertd.db.tables import ALERT_KEYS, TICKETS, Ticket, TicketEvent
 from alertd.db.tables import TICKET_EVENTS as EVENTS
-from alertd.db.tables import TICKETS, Ticket, TicketEvent
 from alertd.domain import Action, AssetMatch, Decision, bounded_key
 from alertd.errors import AlertdError, NotFound
 
@@ -105,34 +106,40 @@ class TicketBook:
         self._resolved: dict[str, TicketState] = {}
         self._touched: list[TicketState] = []
         self._events: list[_Event] = []
+        self._known_recoveries: dict[str, datetime] = {}
+        """Latest recovery per key that found nothing open (stored in alert_keys)."""
+        self._new_recoveries: set[str] = set()
 
     async def load(self, keys: Iterable[str]) -> None:
-        """Lock ``keys`` and load their open and latest resolved tickets."""
+        """Lock ``keys``; load their open and latest resolved tickets and latest orphan recovery."""
         wanted = sorted(set(keys))
         await lock_names(self.session, (f"ticket-key:{key}" for key in wanted))
         columns = [getattr(TICKETS.c, name) for name in _STATE_COLUMNS]
+        older = TICKETS.alias("older")
+        latest_resolution = (
+            select(func.max(older.c.resolved_at))
+            .where(older.c.dedup_key == TICKETS.c.dedup_key, older.c.status == "resolved")
+            .scalar_subquery()
+        )
         for start in range(0, len(wanted), KEY_CHUNK):
             chunk = wanted[start : start + KEY_CHUNK]
-            ranked = (
-                select(
-                    TICKETS.c.id,
-                    func.row_number().over(
-                        partition_by=(TICKETS.c.dedup_key, TICKETS.c.status),
-                        order_by=(TICKETS.c.resolved_at.desc(), TICKETS.c.id.desc()),
-                    ).label("rank"),
-                )
-                .where(TICKETS.c.dedup_key.in_(chunk),
-                       TICKETS.c.status.in_(("open", "resolved")))
-                .subquery()
-            )
             rows = await self.session.execute(
-                select(*columns).join(ranked, ranked.c.id == TICKETS.c.id)
-                .where(ranked.c.rank == 1)
+                select(*columns).where(
+                    TICKETS.c.dedup_key.in_(chunk),
+                    or_(TICKETS.c.status == "open",
+                        and_(TICKETS.c.status == "resolved",
+                             TICKETS.c.resolved_at == latest_resolution)),
+                ).order_by(TICKETS.c.id)
             )
             for row in rows.all():
                 ticket = TicketState(*row)
                 target = self._open if ticket.status == "open" else self._resolved
                 target[ticket.dedup_key] = ticket
+            recoveries = await self.session.execute(
+                select(ALERT_KEYS.c.dedup_key, ALERT_KEYS.c.last_recovery_at)
+                .where(ALERT_KEYS.c.dedup_key.in_(chunk))
+            )
+            self._known_recoveries.update(dict(recoveries.all()))
 
     def apply(
         self, message_id: int | None, decision: Decision, asset: AssetMatch, at: datetime
@@ -171,6 +178,20 @@ class TicketBook:
             for ticket in changed:
                 ticket.dirty = False
         self._touched.clear()
+        if self._new_recoveries:
+            module = postgresql if connection.dialect.name == "postgresql" else sqlite
+            now = self.clock.now()
+            statement = module.insert(ALERT_KEYS)
+            await connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[ALERT_KEYS.c.dedup_key],
+                    set_={"last_recovery_at": statement.excluded.last_recovery_at,
+                          "updated_at": statement.excluded.updated_at},
+                ),
+                [{"dedup_key": key, "last_recovery_at": self._known_recoveries[key],
+                  "updated_at": now} for key in sorted(self._new_recoveries)],
+            )
+            self._new_recoveries.clear()
         if self._events:
             recorded = self.clock.now()
             await connection.execute(insert(EVENTS), [
@@ -250,10 +271,22 @@ class TicketBook:
             },
         )
         self._touched.append(ticket)
-        self._open[key] = ticket
         found = f"asset {asset.asset_name}" if asset.matched else "no known asset"
         self._event(ticket, "opened", at, message_id,
                     f"opened: {spec.summary} ({found}, matched by {asset.matched_by})")
+        recovered = self._known_recoveries.get(key)
+        if recovered is not None and at <= recovered:
+            # Its recovery was processed first (another worker, a retry, a slow queue):
+            # the ticket is born resolved, as in-order arrival would have left it.
+            ticket.status = "resolved"
+            ticket.resolved_at = recovered
+            ticket.resolution = "recovered"
+            ticket.last_seen = max(at, recovered)
+            self._resolved[key] = ticket
+            self._event(ticket, "resolved", recovered, None,
+                        "resolved by a recovery that was processed before this problem")
+            return Applied("new_ticket", ticket, f"{spec.summary} (already recovered)")
+        self._open[key] = ticket
         return Applied("new_ticket", ticket, spec.summary)
 
     # -- recoveries --------------------------------------------------------------
@@ -261,6 +294,10 @@ class TicketBook:
     def _recovery(self, message_id: int | None, key: str, at: datetime) -> Applied:
         ticket = self._open.get(key)
         if ticket is None:
+            known = self._known_recoveries.get(key)
+            if known is None or at > known:
+                self._known_recoveries[key] = at
+                self._new_recoveries.add(key)
             return Applied("recovery_without_ticket", None, "nothing open for this alert")
         if at < ticket.last_problem_at:
             detail = (f"stale recovery ignored: sent {_ago(ticket.last_problem_at - at)} "
@@ -306,13 +343,18 @@ class TicketService:
     async def link_unmatched(self, session: AsyncSession, resolver: AssetResolver) -> int:
         """Link tickets opened for unknown assets to assets that have arrived since (R4.1).
 
-        The asset part of the ticket's dedup key is swapped too, so the next
-        alert for that asset lands on this ticket. Returns how many were linked.
+        Open tickets, and resolved ones that may still reopen. The asset part
+        of the ticket's dedup key is swapped too, so the next alert for that
+        asset lands on this ticket. Returns how many were linked.
         """
+        now = self.clock.now()
         rows = (await session.execute(
             select(TICKETS.c.id, TICKETS.c.fields, TICKETS.c.client_name, TICKETS.c.site_name,
                    TICKETS.c.asset_ref, TICKETS.c.dedup_key, TICKETS.c.status)
-            .where(TICKETS.c.asset_id.is_(None), TICKETS.c.status.in_(("open", "resolved")))
+            .where(TICKETS.c.asset_id.is_(None),
+                   or_(TICKETS.c.status == "open",
+                       and_(TICKETS.c.status == "resolved",
+                            TICKETS.c.resolved_at >= now - self.reopen_window)))
             .order_by(TICKETS.c.id)
         )).all()
         if not rows:
@@ -320,13 +362,15 @@ class TicketService:
         found = await resolver.resolve_many(session, [
             AssetQuery(row.fields or {}, row.client_name, row.site_name) for row in rows
         ])
+        linking = [
+            (row, asset, bounded_key(row.dedup_key.replace(row.asset_ref, asset.ref, 1)))
+            for row, asset in zip(rows, found, strict=True) if asset.matched
+        ]
+        # One call, so the keys are locked in one fixed order (no deadlock with workers).
+        await lock_names(session, [f"ticket-key:{key}" for row, _, new_key in linking
+                                   for key in (row.dedup_key, new_key)])
         linked = 0
-        now = self.clock.now()
-        for row, asset in zip(rows, found, strict=True):
-            if not asset.matched:
-                continue
-            new_key = bounded_key(row.dedup_key.replace(row.asset_ref, asset.ref, 1))
-            await lock_names(session, [f"ticket-key:{row.dedup_key}", f"ticket-key:{new_key}"])
+        for row, asset, new_key in linking:
             values: dict[str, Any] = {
                 "asset_id": asset.asset_id, "matched_by": asset.matched_by,
                 "asset_ref": asset.ref, "client_id": asset.client_id,

@@ -124,3 +124,43 @@ async def test_retry_puts_failed_and_ignored_messages_back(runtime: Runtime) -> 
         await store.retry([accepted.id])
     with pytest.raises(NotFound):
         await store.retry([999])
+
+
+async def test_mail_without_a_message_id_is_never_merged_by_content(runtime: Runtime) -> None:
+    """Without a Message-ID, identical bytes can be a real repeat (FAILED, SUCCESS, FAILED
+    again): each is kept; only mails that name themselves are de-duplicated by content."""
+    data = b"From: device@example.net\r\nSubject: FAILED\r\n\r\nDisk full\r\n"
+    first = await runtime.store.accept(raw(data))
+    second = await runtime.store.accept(raw(data))
+    assert not second.duplicate
+    assert second.id != first.id
+
+
+async def test_imap_uids_and_uidvalidity_up_to_2_to_the_32_are_stored(runtime: Runtime) -> None:
+    """IMAP allows 32-bit unsigned UIDs; they fit and still identify the mail."""
+    where = {"mailbox": "imap:alerts/INBOX", "uidvalidity": 4_294_967_295, "uid": 4_294_967_295}
+    a = await runtime.store.accept(raw(automate_tagged("FAILED", date=T0), **where))
+    b = await runtime.store.accept(raw(automate_tagged("SUCCESS", date=T0), **where))
+    assert (b.id, b.duplicate) == (a.id, True)
+
+
+async def test_recovery_at_start_takes_back_a_dead_process_rows_and_gives_up_on_crashers(
+    runtime: Runtime,
+) -> None:
+    """Rows a dead process on this host left in processing go back to received at start-up;
+    one that has used up its attempts (it keeps killing the daemon) is failed instead."""
+    clock = FixedClock(T0)
+    store = InboxStore(runtime.sessions, clock)
+    first = await store.accept(raw(automate_tagged("FAILED", date=T0, message_id="a")))
+    second = await store.accept(raw(automate_tagged("FAILED", date=T0, message_id="b")))
+    dead = "testhost:999999:0"  # no such process
+    assert len(await store.claim(dead, limit=2, lease=LEASE, max_attempts=5)) == 2
+    for attempt in (1, 2):  # the first mail is taken twice more after its lease ran out
+        clock.set(T0 + attempt * (LEASE + timedelta(seconds=1)))
+        [again] = await store.claim(dead, limit=1, lease=LEASE, max_attempts=5)
+        assert again.id == first.id
+    assert await store.recover_abandoned("testhost", max_attempts=3) == 1
+    rows = {row: await message(runtime, row) for row in (first.id, second.id)}
+    assert rows[first.id]["state"] == "failed"
+    assert rows[first.id]["reason"].startswith("gave up after 3 attempts")
+    assert (rows[second.id]["state"], rows[second.id]["attempts"]) == ("received", 1)

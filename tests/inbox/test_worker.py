@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from alertd.errors import StorageUnavailable
 from alertd.inbox.pipeline import Incoming, Pipeline, Processed
 from alertd.rules.engine import RuleSet
 from alertd.runtime import Runtime
@@ -61,3 +63,27 @@ async def test_a_mail_the_batch_cannot_write_is_failed_alone(runtime: Runtime) -
     rows = {row["id"]: row for row in await messages(runtime)}
     assert rows[poison]["reason"] == "error: ValueError: value refused by the database"
     assert len(await tickets(runtime)) == 5
+
+
+async def test_a_database_failure_hands_back_the_batch_claimed_ahead(runtime: Runtime) -> None:
+    """The worker claims the next batch while writing one; if the database fails, the batch
+    in hand is marked for retry and the one claimed ahead goes straight back to received."""
+    ids = [await deliver(runtime, automate_tagged("FAILED", date=T0, computer_id=n))
+           for n in range(4)]
+
+    class Unavailable(Pipeline):
+        """The database goes away on the first batch."""
+
+        async def process(
+            self, session: AsyncSession, items: Sequence[Incoming], rules: RuleSet
+        ) -> list[Processed]:
+            raise StorageUnavailable("database unavailable: connection refused")
+
+    worker = runtime.worker()
+    worker.settings = worker.settings.model_copy(update={"batch_size": 2, "busy_batch_size": 2})
+    worker.pipeline = Unavailable(resolver=runtime.resolver, tickets=runtime.tickets,
+                                  future_skew=runtime.settings.rules.future_skew)
+    with pytest.raises(StorageUnavailable):
+        await worker.drain()
+    states = {row["id"]: row["state"] for row in await messages(runtime)}
+    assert [states[i] for i in ids] == ["failed", "failed", "received", "received"]

@@ -238,3 +238,22 @@ async def test_auto_replies_and_bounces_are_recorded_not_ticketed(
     assert (row["state"], row["action"], row["reason"]) == ("ignored", "none", reason)
     assert row["ticket_id"] is None
     assert await tickets(runtime) == []
+
+
+@pytest.mark.parametrize("shape", ["tagged", "monitor"])
+async def test_a_recovery_processed_before_its_problem_leaves_no_open_ticket(
+    runtime: Runtime, shape: str
+) -> None:
+    """Another worker, a retry or a slow queue can let the recovery through first: the
+    older problem then opens its ticket already resolved, as in-order arrival would."""
+    make = SHAPES[shape]
+    early = await deliver_and_process(runtime, make("SUCCESS", date=T0 + 5 * MIN))
+    late = await deliver_and_process(runtime, make("FAILED", date=T0))
+    assert early["action"] == "recovery_without_ticket"
+    assert late["action"] == "new_ticket"
+    [only] = await tickets(runtime)
+    assert only["status"] == "resolved"
+    kinds = [e["kind"] for e in (await ticket(runtime, only["id"]))["history"]]
+    assert kinds == ["opened", "resolved"]
+    newer = await deliver_and_process(runtime, make("FAILED", date=T0 + 10 * MIN))
+    assert newer["action"] == "reopened"

@@ -129,7 +129,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('tickets', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_tickets_asset_id'), ['asset_id'], unique=False)
-        batch_op.create_index('ix_tickets_dedup_key_status', ['dedup_key', 'status'], unique=False)
+        batch_op.create_index('ix_tickets_dedup_key_status', ['dedup_key', 'status', 'resolved_at'], unique=False)
         batch_op.create_index('ix_tickets_status_id', ['status', 'id'], unique=False)
         batch_op.create_index('uq_tickets_open_dedup_key', ['dedup_key'], unique=True, sqlite_where=sa.text("status = 'open'"), postgresql_where=sa.text("status = 'open'"))
 
@@ -140,10 +140,10 @@ def upgrade() -> None:
     sa.Column('rcpt_to', sa.JSON(), nullable=False),
     sa.Column('peer', sa.Text(), nullable=True),
     sa.Column('mailbox', sa.Text(), nullable=True),
-    sa.Column('uidvalidity', sa.Integer(), nullable=True),
-    sa.Column('uid', sa.Integer(), nullable=True),
+    sa.Column('uidvalidity', sa.BigInteger(), nullable=True),
+    sa.Column('uid', sa.BigInteger(), nullable=True),
     sa.Column('message_id', sa.Text(), nullable=True),
-    sa.Column('message_key', sa.String(length=255), nullable=False),
+    sa.Column('message_key', sa.String(length=255), nullable=True),
     sa.Column('content_hash', sa.String(length=64), nullable=False),
     sa.Column('size', sa.Integer(), nullable=False),
     sa.Column('raw', sa.LargeBinary(), nullable=False),
@@ -173,6 +173,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.create_index('ix_messages_state_id', ['state', 'id'], unique=False)
+        batch_op.create_index('ix_messages_retry_due', ['retry_at', 'id'], unique=False, sqlite_where=sa.text("state = 'failed' AND retry_at IS NOT NULL"), postgresql_where=sa.text("state = 'failed' AND retry_at IS NOT NULL"))
+        batch_op.create_index('ix_messages_lease', ['lease_until', 'id'], unique=False, sqlite_where=sa.text("state = 'processing'"), postgresql_where=sa.text("state = 'processing'"))
         batch_op.create_index(batch_op.f('ix_messages_ticket_id'), ['ticket_id'], unique=False)
 
     op.create_table('ticket_events',
@@ -194,7 +196,16 @@ def upgrade() -> None:
 
 
 
+    op.create_table('alert_keys',
+    sa.Column('dedup_key', sa.Text(), nullable=False),
+    sa.Column('last_recovery_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('dedup_key', name=op.f('pk_alert_keys'))
+    )
+
+
 def downgrade() -> None:
+    op.drop_table('alert_keys')
     with op.batch_alter_table('ticket_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_ticket_events_ticket_id'))
         batch_op.drop_index(batch_op.f('ix_ticket_events_message_id'))
@@ -202,6 +213,8 @@ def downgrade() -> None:
     op.drop_table('ticket_events')
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_messages_ticket_id'))
+        batch_op.drop_index('ix_messages_lease', sqlite_where=sa.text("state = 'processing'"), postgresql_where=sa.text("state = 'processing'"))
+        batch_op.drop_index('ix_messages_retry_due', sqlite_where=sa.text("state = 'failed' AND retry_at IS NOT NULL"), postgresql_where=sa.text("state = 'failed' AND retry_at IS NOT NULL"))
         batch_op.drop_index('ix_messages_state_id')
 
     op.drop_table('messages')
