@@ -53,7 +53,8 @@ class Supervisor:
         async with AsyncExitStack() as stack:
             runtime = await stack.enter_async_context(open_runtime(self.settings))
             holder = runtime.load_rules()
-            recovered = await runtime.store.recover_abandoned(socket.gethostname())
+            recovered = await runtime.store.recover_abandoned(
+                socket.gethostname(), max_attempts=self.settings.inbox.max_attempts)
             if recovered:
                 log.info("inbox.recovered", count=recovered,
                          reason="left in processing by a process that is gone")
