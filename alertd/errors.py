@@ -8,9 +8,17 @@
     │   ├── RulesInvalid            rule-file problems, each with file and line
     │   └── SchemaOutdated          the database needs `alertd db upgrade`
     ├── TransientError              retry later; exit 75 (EX_TEMPFAIL)
-    │   └── StorageUnavailable      the database cannot be reached or is locked
+    │   ├── StorageUnavailable      the database cannot be reached or is locked
+    │   └── ImapUnavailable         a mailbox server cannot be reached (sources/imap_client.py)
+    │       └── ImapLoginRefused    wrong IMAP credentials: retried only on a long back-off
     ├── PermanentError              retrying will not help; an admin must look
     │   └── ParseError              a mail that cannot be parsed at all
+    ├── CannotListen                a port cannot be bound (daemon/supervisor.py); exit 1
+    ├── AutomateError               what the Automate API did; raised in automate/client.py only
+    │   ├── AutomateMisconfigured   also a ConfigError: wrong URL or an HTML page, TLS, password,
+    │   │                           MFA user, ClientId; exit 78, retried only on a long back-off
+    │   ├── AutomateUnavailable     also a TransientError: network, timeout, 429, 5xx after retries
+    │   └── AutomateRejected        also a PermanentError: 403, 400, 404 and other refusals
     └── NotFound                    a named ticket, message or file does not exist; exit 1
 
 Normal outcomes (a duplicate mail, an unknown sender, noise) are returned
@@ -73,6 +81,33 @@ class PermanentError(AlertdError):
 
 class ParseError(PermanentError):
     """A mail that could not be parsed at all."""
+
+
+class AutomateError(AlertdError):
+    """Something went wrong talking to ConnectWise Automate.
+
+    ``aspect`` says which part of the connection it concerns (`url`, `tls`,
+    `credentials`, `client_id`, `permissions` or `server`), so `alertd
+    automate check` can put each problem on its own line; ``status`` is the
+    HTTP status when there was one.
+    """
+
+    def __init__(self, message: str, *, aspect: str = "server", status: int | None = None) -> None:
+        super().__init__(message)
+        self.aspect = aspect
+        self.status = status
+
+
+class AutomateMisconfigured(AutomateError, ConfigError):
+    """Automate cannot be used as configured: URL, TLS, credentials, MFA user or ClientId."""
+
+
+class AutomateUnavailable(AutomateError, TransientError):
+    """Automate could not be reached or kept failing (network, timeout, 429, 5xx)."""
+
+
+class AutomateRejected(AutomateError, PermanentError):
+    """Automate refused a request for good (permission, bad request, unknown id)."""
 
 
 class NotFound(AlertdError):

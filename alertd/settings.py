@@ -17,8 +17,24 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from alertd.automate.fields import (
+    BUILT_IN,
+    SECRET_FIELDS,
+    SOURCE_FIELDS,
+    STANDARD_FIELDS,
+    AutomateKind,
+)
 from alertd.domain import Problem
 from alertd.errors import SettingsInvalid
 from alertd.yamlfile import YamlDocument, load_yaml
@@ -120,6 +136,10 @@ class InboxSettings(_Model):
     """Messages processed per transaction."""
     busy_batch_size: int = Field(default=8, ge=1, le=1000)
     """Messages per transaction while sources are storing mail (keeps their turns short)."""
+    hold_above: float = Field(default=100.0, ge=0)
+    """Mails/s arriving above which processing waits, so storing gets the CPU (0: never)."""
+    max_hold: Duration = timedelta(seconds=30)
+    """Longest wait; a storm lasting longer is processed while it goes on."""
     lease: Duration = timedelta(minutes=5)
     """A claimed message not finished within this is taken back by another worker."""
     poll_interval: Duration = timedelta(seconds=2)
@@ -183,33 +203,241 @@ class SmtpListenerSettings(_Model):
         return self
 
 
+IMAP_IDLE_LIMIT = timedelta(minutes=29)
+"""Servers may drop a client idling longer than this (RFC 2177), so IDLE is renewed sooner."""
+
+
 class ImapMailboxSettings(_Model):
     """One IMAP mailbox to drain (R1.1)."""
 
-    name: str
-    host: str
-    port: int | None = None
+    name: str = Field(min_length=1)
+    """Names the mailbox in logs, in the source of its mail (`imap:<name>`) and in commands."""
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    """Defaults to 993 for `tls`, 143 for `starttls` and `plain`."""
     security: Literal["tls", "starttls", "plain"] = "tls"
+    """`tls` (implicit TLS), `starttls`, or `plain` (no encryption; see `allow_plain`)."""
+    allow_plain: bool = False
+    """Required for `security: plain` to a host that is not loopback: the password goes in clear."""
     ca_file: Path | None = None
-    user: str
+    """CA certificate(s) to trust for this server; absent means the system's trust store."""
+    user: str = Field(min_length=1)
     password_file: Path | None = None
+    """File holding the password (e.g. a systemd credential); read at every login."""
     password_env: str | None = None
+    """Environment variable holding the password, instead of `password_file`."""
     folder: str = "INBOX"
+    """The folder drained."""
     after: Literal["move", "flag", "delete"] = "move"
+    """What happens to a mail on the server once it is stored: moved, flagged \\Seen, deleted."""
     move_to: str | None = "Processed"
+    """Where `after: move` puts stored mail; created if missing."""
     failed_folder: str | None = None
+    """Where mail alertd cannot take in (larger than `max_size`, unreadable) is moved;
+    absent leaves such mail in the folder, untouched."""
     poll_interval: Duration = timedelta(seconds=60)
+    """How often the folder is searched when the server has no IDLE (or `idle` is off)."""
+    idle: bool = True
+    """Wait for new mail with IDLE when the server offers it."""
+    idle_renew: Duration = timedelta(minutes=25)
+    """IDLE is ended and issued again this often (at most 29 minutes)."""
+    batch_size: int = Field(default=50, ge=1, le=200)
+    """Mails per FETCH (the fetched mail is stored up to 250 mails per transaction)."""
+    max_size: Size = 25 * 1000**2
+    """Larger mails are not fetched: they go to `failed_folder` (or stay in the folder)."""
+    timeout: Duration = timedelta(seconds=30)
+    """Connecting, and each command, gives up after this long without an answer."""
+    reconnect_backoff: Duration = timedelta(seconds=1)
+    """First wait before reconnecting after a failure; doubles (with jitter) each time."""
+    reconnect_backoff_max: Duration = timedelta(minutes=5)
+    """Longest wait between reconnection attempts."""
+    login_backoff: Duration = timedelta(minutes=15)
+    """Wait after the server refused the user name or password (retrying soon will not help)."""
+    standby_retry: Duration = timedelta(seconds=15)
+    """How often an instance whose mailbox another instance polls checks whether it can take over
+    (PostgreSQL)."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ImapMailboxSettings:
+        if (self.password_file is None) == (self.password_env is None):
+            raise ValueError(
+                f"mailbox {self.name!r}: give exactly one of password_file or password_env")
+        if self.security == "plain" and not self.allow_plain and not _loopback(self.host):
+            raise ValueError(
+                f"mailbox {self.name!r}: security: plain sends the password unencrypted to "
+                f"{self.host}; use tls or starttls, or set allow_plain: true")
+        if self.after == "move" and not self.move_to:
+            raise ValueError(f"mailbox {self.name!r}: after: move needs move_to (a folder)")
+        for option in ("move_to", "failed_folder"):
+            value = getattr(self, option)
+            if value is not None and value.strip().lower() == self.folder.strip().lower():
+                raise ValueError(
+                    f"mailbox {self.name!r}: {option} must differ from the folder drained")
+        if not timedelta(0) < self.idle_renew <= IMAP_IDLE_LIMIT:
+            raise ValueError(f"mailbox {self.name!r}: idle_renew must be above 0 and at most 29m")
+        for option in ("poll_interval", "timeout", "reconnect_backoff", "login_backoff",
+                       "standby_retry"):
+            if getattr(self, option) <= timedelta(0):
+                raise ValueError(f"mailbox {self.name!r}: {option} must be above 0")
+        if self.reconnect_backoff_max < self.reconnect_backoff:
+            raise ValueError(
+                f"mailbox {self.name!r}: reconnect_backoff_max is below reconnect_backoff")
+        return self
+
+    @property
+    def port_or_default(self) -> int:
+        """The port to connect to: as set, or the usual one for the security mode."""
+        return self.port or (993 if self.security == "tls" else 143)
+
+
+class AutomateFieldTarget(_Model):
+    """Where a mapped Automate field goes: a standard asset field or a custom field."""
+
+    asset_field: str | None = None
+    """One of alertd's standard asset fields (name, serial, os, ip_address, ...)."""
+    custom_field: str | None = None
+    """A custom field, by name (compared without case or extra spaces)."""
+    create: bool = False
+    """Create the custom field on the next import; an existing field of that name is reused."""
+
+    @model_validator(mode="after")
+    def _one_target(self) -> AutomateFieldTarget:
+        if (self.asset_field is None) == (self.custom_field is None):
+            raise ValueError("give exactly one of asset_field or custom_field")
+        if self.asset_field is not None:
+            if self.asset_field == "asset_tag":
+                raise ValueError(
+                    "the asset tag is set by the import itself (the serial number for servers "
+                    "and workstations, the Guid for routers); map to another field"
+                )
+            if self.asset_field not in STANDARD_FIELDS:
+                raise ValueError(
+                    f"unknown asset field {self.asset_field!r}; standard asset fields are "
+                    f"{', '.join(STANDARD_FIELDS)} (use custom_field for anything else)"
+                )
+            if self.create:
+                raise ValueError("create applies to custom fields only")
+        elif not (self.custom_field or "").strip():
+            raise ValueError("custom_field needs a name")
+        return self
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """("asset", field) or ("custom", normalised name), to spot two mappings to one target."""
+        if self.asset_field is not None:
+            return ("asset", self.asset_field)
+        return ("custom", " ".join((self.custom_field or "").lower().split()))
+
+
+class AutomateFieldMapping(_Model):
+    """One field mapping: an Automate kind's field to an asset or custom field (R5.3)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    kind: AutomateKind
+    """servers, workstations, routers, printers or network_devices."""
+    from_: str = Field(alias="from")
+    """A field from Automate's fixed list for that kind."""
+    to: AutomateFieldTarget
+
+    @model_validator(mode="after")
+    def _known_source(self) -> AutomateFieldMapping:
+        if self.from_ in SECRET_FIELDS.get(self.kind, frozenset()):
+            raise ValueError(
+                f"{self.kind} {self.from_} is a credential: alertd never imports, stores or "
+                "logs it"
+            )
+        if self.from_ not in SOURCE_FIELDS[self.kind]:
+            raise ValueError(
+                f"{self.kind} have no field {self.from_!r}; fields that can be mapped: "
+                f"{', '.join(SOURCE_FIELDS[self.kind])}"
+            )
+        return self
 
 
 class AutomateImportSettings(_Model):
-    """Asset import from Automate (R5.2-R5.4)."""
+    """Clients, sites, users and assets imported from Automate (R5.2-R5.4)."""
 
     top_level: str | None = None
+    """The customer top level imported clients are placed under (optional)."""
     default_site: str | None = None
+    """Site for users and assets whose own site was not imported; created in their client."""
+    default_client: str = "Unassigned"
+    """Client that holds the default site for records whose client was not imported either."""
     schedule: Duration | None = None
-    asset_types: dict[str, str] = Field(default_factory=dict)
-    fields: tuple[dict[str, Any], ...] = ()
+    """Run `import all` this often inside `alertd run`; absent means no in-daemon import."""
+    asset_types: dict[AutomateKind, str] = Field(default_factory=dict)
+    """Automate kind -> local asset type; a kind with no mapping is not imported."""
+    fields: tuple[AutomateFieldMapping, ...] = ()
+    """Field mappings per kind, applied in order after the built-in ones."""
     match_on: str = "automate_id"
+    """How existing assets are found: automate_id, or a unique standard asset field."""
+    printers_refresh: Literal["inventory", "always"] = "inventory"
+    """Fetch a computer's printers again only when its inventory date moved, or always."""
+
+    @field_validator("asset_types")
+    @classmethod
+    def _printers_need_computers(cls, value: dict[AutomateKind, str]) -> dict[AutomateKind, str]:
+        for kind, local in value.items():
+            if not local.strip():
+                raise ValueError(f"asset type for {kind} is empty")
+        if "printers" in value and not {"servers", "workstations"} & value.keys():
+            raise ValueError(
+                "printers are imported only as children of servers or workstations: "
+                "map servers or workstations too"
+            )
+        return value
+
+    @field_validator("fields")
+    @classmethod
+    def _fields_fit_the_kinds(
+        cls, value: tuple[AutomateFieldMapping, ...], info: ValidationInfo
+    ) -> tuple[AutomateFieldMapping, ...]:
+        kinds = info.data.get("asset_types")
+        seen: dict[tuple[str, tuple[str, str]], str] = {}
+        for index, mapping in enumerate(value):
+            if isinstance(kinds, dict) and mapping.kind not in kinds:
+                raise ValueError(
+                    f"fields[{index}] maps a field of {mapping.kind}, which have no asset type "
+                    f"mapping: add asset_types.{mapping.kind}"
+                )
+            earlier = seen.setdefault((mapping.kind, mapping.to.key), mapping.from_)
+            if earlier != mapping.from_:
+                target = mapping.to.asset_field or mapping.to.custom_field
+                raise ValueError(
+                    f"fields[{index}]: {mapping.kind} {target!r} is already mapped from "
+                    f"{earlier}"
+                )
+        return value
+
+    @field_validator("match_on")
+    @classmethod
+    def _match_field_is_mapped(cls, value: str, info: ValidationInfo) -> str:
+        if value == "automate_id":
+            return value
+        if value not in STANDARD_FIELDS:
+            raise ValueError(
+                f"match_on must be automate_id or a standard asset field "
+                f"({', '.join(STANDARD_FIELDS)}), not {value!r}"
+            )
+        kinds = info.data.get("asset_types") or {}
+        mappings = info.data.get("fields") or ()
+        missing = [
+            kind for kind in kinds
+            if value not in BUILT_IN[kind]
+            and not any(m.kind == kind and m.to.asset_field == value for m in mappings)
+        ]
+        if missing:
+            raise ValueError(
+                f"match_on {value!r} must be mapped for every imported kind; no mapping for "
+                f"{', '.join(missing)}"
+            )
+        return value
+
+    @property
+    def schedule_seconds(self) -> float | None:
+        """The in-daemon import interval in seconds, or None when off."""
+        return self.schedule.total_seconds() if self.schedule is not None else None
 
 
 class AutomateFinishScript(_Model):
@@ -234,21 +462,88 @@ class AutomateApiAlerting(_Model):
     poll_interval: Duration = timedelta(seconds=60)
 
 
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h)\s*$")
+
+
+def _automate_url(value: object) -> object:
+    """`https://host[:port]`: alertd adds `/cwa/api/v1` itself (an old client doubled `/cwa`)."""
+    if not isinstance(value, str):
+        return value
+    url = value.strip().rstrip("/")
+    scheme, sep, rest = url.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    if not sep or scheme.lower() not in {"http", "https"} or not host:
+        raise ValueError(f"url must look like https://rmm.example.net, not {value!r}")
+    if "/cwa" in rest.lower():
+        raise ValueError(
+            "write the server address only (e.g. https://rmm.example.net): alertd adds "
+            "/cwa/api/v1 itself"
+        )
+    hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if scheme.lower() == "http" and not _loopback(hostname):
+        raise ValueError("use https: plain http is allowed only to a loopback address")
+    return url
+
+
 class AutomateSettings(_Model):
     """The Automate server and what alertd does with it (R5)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    url: str
-    client_id: str
-    username: str
+    url: Annotated[str, BeforeValidator(_automate_url)]
+    """The server, e.g. https://rmm.example.net; alertd adds /cwa/api/v1."""
+    client_id: str = Field(min_length=1)
+    """The integration's ClientId (developer.connectwise.com/ClientID), sent on every call."""
+    username: str = Field(min_length=1)
+    """An Integrator user: a user with MFA gets no token (R5.1)."""
     password_file: Path | None = None
+    """File holding the password (a systemd credential); read at each login."""
     password_env: str | None = None
-    max_concurrency: int = Field(default=8, ge=1)
+    """Environment variable holding the password."""
+    ca_file: Path | None = None
+    """CA bundle for a server whose certificate a public CA did not sign."""
+    timeout: Duration = timedelta(seconds=30)
+    """Longest wait for one answer."""
+    max_concurrency: int = Field(default=8, ge=1, le=64)
+    """Requests in flight at once."""
     max_rate: str = "20/s"
+    """Most requests per time unit: `20/s`, `300/m`, `5/10s` (Automate publishes no limit)."""
+    page_size: int = Field(default=1000, ge=1, le=1000)
+    """Records per page; Automate serves at most 1000."""
+    retries: int = Field(default=5, ge=0, le=20)
+    """Retries of a request after 429, 5xx, a timeout or a network error."""
+    retry_backoff: Duration = timedelta(seconds=1)
+    """First retry delay; doubles each time, with jitter."""
+    retry_backoff_max: Duration = timedelta(seconds=60)
+    """Longest retry delay, also the cap on a server's Retry-After."""
     import_: AutomateImportSettings = Field(default_factory=AutomateImportSettings, alias="import")
     finish: AutomateFinishSettings = Field(default_factory=AutomateFinishSettings)
     api_alerting: AutomateApiAlerting = Field(default_factory=AutomateApiAlerting)
+
+    @field_validator("max_rate")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        match = _RATE.match(value)
+        if match is None or float(match.group(1)) <= 0 or float(match.group(2) or 1) <= 0:
+            raise ValueError(f"max_rate must look like 20/s, 300/m or 5/10s, not {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> AutomateSettings:
+        if (self.password_file is None) == (self.password_env is None):
+            raise ValueError(
+                "give the Automate password as exactly one of password_file or password_env"
+            )
+        return self
+
+    @property
+    def requests_per_second(self) -> float:
+        """``max_rate`` as requests per second."""
+        match = _RATE.match(self.max_rate)
+        assert match is not None
+        count, amount, unit = match.groups()
+        period = float(amount or 1) * _DURATION_UNITS[unit]
+        return float(count) / period
 
 
 class LinkSettings(_Model):

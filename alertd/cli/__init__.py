@@ -14,7 +14,7 @@ import click
 import typer
 
 from alertd import __version__
-from alertd.cli import assets, db, ingest, messages, rules, run, tickets
+from alertd.cli import assets, automate, db, ingest, mailboxes, messages, rules, run, smtp, tickets
 from alertd.cli.common import STATE, err_console
 from alertd.errors import AlertdError, exit_code_for
 
@@ -32,6 +32,9 @@ app.add_typer(tickets.app, name="tickets")
 app.add_typer(assets.app, name="assets")
 app.add_typer(rules.app, name="rules")
 app.add_typer(db.app, name="db")
+app.add_typer(smtp.app, name="smtp")
+app.add_typer(automate.app, name="automate")
+app.add_typer(mailboxes.app, name="mailboxes")
 
 
 def _version(value: bool) -> None:

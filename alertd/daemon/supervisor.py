@@ -17,6 +17,9 @@ import socket
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 
+from alertd.assets.import_schedule import import_scheduler
+from alertd.automate.client import AutomateClient
+from alertd.daemon.checkpoint import WalCheckpointer
 from alertd.daemon.components import Component, ComponentStates, guard
 from alertd.daemon.reloader import RulesReloader
 from alertd.daemon.systemd import SystemdNotifier, Watchdog
@@ -24,6 +27,7 @@ from alertd.errors import EX_FAILURE, EX_OK, AlertdError
 from alertd.logs import get_logger
 from alertd.runtime import Runtime, open_runtime
 from alertd.settings import Settings
+from alertd.sources.imap import imap_components
 from alertd.sources.smtp import SmtpListener, smtp_components
 from alertd.web.app import Health, create_app
 from alertd.web.server import WebServer
@@ -68,7 +72,15 @@ class Supervisor:
                         f"{error.strerror or error}") from error
             reloader = RulesReloader(holder, self.reload_requested, self.notifier)
             components: list[Component] = [
-                *listeners, *self._workers(runtime), reloader, Watchdog(self.notifier)]
+                *listeners, *imap_components(runtime), *self._workers(runtime), reloader,
+                Watchdog(self.notifier)]
+            if runtime.store.sqlite_writer is not None:
+                components.append(WalCheckpointer(runtime.store.sqlite_writer.path))
+            if self.settings.automate is not None:
+                client = await stack.enter_async_context(AutomateClient(self.settings.automate))
+                scheduler = import_scheduler(runtime, client)
+                if scheduler is not None:
+                    components.append(scheduler)
             web = self._web(runtime, reloader)
             if web is not None:
                 try:

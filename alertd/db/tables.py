@@ -82,6 +82,8 @@ class Client(Base):
     name: Mapped[str] = mapped_column(Text)
     name_key: Mapped[str] = mapped_column(Text, index=True)
     automate_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    top_level: Mapped[str | None] = mapped_column(Text)
+    """The customer top level the import put this client under (R5.2)."""
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import alertd.sources.imap_state  # noqa: F401 - its table belongs to the schema too
 from alertd.db.tables import Base
 
 connection = context.config.attributes.get("connection")
