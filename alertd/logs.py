@@ -37,7 +37,9 @@ def _scrub(key: str, value: Any) -> Any:
     return value
 
 
-def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+def configure(
+    level: str = "info", fmt: str = "auto", stream: TextIO | None = None, *, cache: bool = False
+) -> None:
     """Route structlog and stdlib logging to ``stream`` (stdout by default)."""
     out = stream or sys.stdout
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
@@ -55,7 +57,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=cache,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
@@ -70,7 +72,8 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("sqlalchemy", "alembic", "aiosqlite", "asyncio", "mail.log", "uvicorn.error"):
+    for noisy in ("sqlalchemy", "alembic", "aiosqlite", "asyncio", "mail.log", "uvicorn.error",
+                  "aioimaplib", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     logging.getLogger("mailparser").setLevel(logging.ERROR)
 

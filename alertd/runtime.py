@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from alertd.assets.resolve import AssetResolver
 from alertd.clock import Clock, SystemClock
 from alertd.db.engine import create_engine, ensure_schema, is_sqlite, session_factory
+from alertd.db.sqlite_writer import SqliteInboxWriter
 from alertd.inbox.pipeline import Pipeline
 from alertd.inbox.store import InboxStore
 from alertd.inbox.worker import InboxWorker, worker_id
@@ -72,19 +73,30 @@ async def open_runtime(
     with_rules: bool = True,
     clock: Clock | None = None,
     check_schema: bool = True,
+    daemon: bool = False,
 ) -> AsyncIterator[Runtime]:
-    """Open the database (checking its schema) and load rules; dispose on exit."""
+    """Open the database (checking its schema) and load rules; dispose on exit.
+
+    ``daemon``: a long-running process, which checkpoints SQLite's WAL itself.
+    """
     clock = clock or SystemClock()
     store: InboxStore | None = None
     engine = create_engine(settings.database.url,
                            pool_size=max(5, settings.inbox.workers + 4),
-                           busy_timeout_s=settings.database.busy_timeout.total_seconds())
+                           busy_timeout_s=settings.database.busy_timeout.total_seconds(),
+                           wal_autocheckpoint=not daemon)
     try:
         if check_schema:
             await ensure_schema(engine, upgrade_itself=settings.database.upgrades_itself)
         holder = RulesHolder.load(settings.rules.dir) if with_rules else None
         sessions = session_factory(engine)
-        store = InboxStore(sessions, clock, exclusive_writes=is_sqlite(engine))
+        writer = None
+        if is_sqlite(engine) and engine.url.database not in (None, "", ":memory:"):
+            writer = SqliteInboxWriter(str(engine.url.database),
+                                       settings.database.busy_timeout.total_seconds(),
+                                       autocheckpoint=not daemon)
+        store = InboxStore(sessions, clock, exclusive_writes=is_sqlite(engine),
+                           sqlite_writer=writer)
         yield Runtime(
             settings=settings,
             clock=clock,

@@ -15,5 +15,5 @@ def run() -> int:
     """Run alertd: SMTP listener, inbox workers, rules reload, health endpoint."""
     settings = load_settings(STATE.config)
     level = STATE.log_level or settings.logging.level
-    logs.configure(level=level, fmt=settings.logging.format, stream=sys.stdout)
+    logs.configure(level=level, fmt=settings.logging.format, stream=sys.stdout, cache=True)
     return asyncio.run(run_daemon(settings))

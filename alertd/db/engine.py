@@ -54,9 +54,17 @@ def is_sqlite(engine: AsyncEngine) -> bool:
 
 
 def create_engine(
-    url: str, *, pool_size: int = 5, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S
+    url: str,
+    *,
+    pool_size: int = 5,
+    busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S,
+    wal_autocheckpoint: bool = True,
 ) -> AsyncEngine:
-    """An engine for ``url`` with alertd's connection settings."""
+    """An engine for ``url`` with alertd's connection settings.
+
+    ``wal_autocheckpoint=False`` (the daemon) leaves copying SQLite's WAL back
+    into the database to the checkpoint component, outside any transaction.
+    """
     target = async_url(url)
     if target.startswith("sqlite"):
         path = make_url(target).database
@@ -71,12 +79,12 @@ def create_engine(
         engine = create_async_engine(
             target, connect_args={"timeout": busy_timeout_s}, pool_size=pool_size
         )
-        _configure_sqlite(engine, busy_timeout_s)
+        _configure_sqlite(engine, busy_timeout_s, 1000 if wal_autocheckpoint else 0)
         return engine
     return create_async_engine(target, pool_size=pool_size, pool_pre_ping=True)
 
 
-def _configure_sqlite(engine: AsyncEngine, busy_timeout_s: float) -> None:
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_s: float, autocheckpoint: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
@@ -85,6 +93,7 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_s: float) -> None:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

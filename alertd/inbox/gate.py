@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+RATE_WINDOW_S = 0.25
 MAX_WAIT_S = 0.25
 """A worker waits at most this long for a quiet moment, so processing never starves."""
 
@@ -29,15 +31,24 @@ class WriteGate:
         self._writing = False
         self._storers_waiting = 0
         self._last_store = 0.0
+        self._stored: deque[tuple[float, int]] = deque()
 
     def recently_busy(self, within_s: float = 1.0) -> bool:
         """Whether mail was stored in the last ``within_s`` seconds."""
         return time.monotonic() - self._last_store < within_s
 
+    def incoming_rate(self) -> float:
+        """Mails stored per second over the last quarter of a second."""
+        cutoff = time.monotonic() - RATE_WINDOW_S
+        while self._stored and self._stored[0][0] < cutoff:
+            self._stored.popleft()
+        return sum(count for _, count in self._stored) / RATE_WINDOW_S
+
     @asynccontextmanager
-    async def storing(self) -> AsyncIterator[None]:
-        """Hold the gate to store mail; storers are served before processing."""
+    async def storing(self, count: int = 1) -> AsyncIterator[None]:
+        """Hold the gate to store ``count`` mails; storers are served before processing."""
         self._last_store = time.monotonic()
+        self._stored.append((self._last_store, count))
         if not self.exclusive:
             yield
             return

@@ -17,6 +17,7 @@ import asyncio
 import functools
 import hashlib
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alertd.clock import Clock
 from alertd.db.engine import storage_errors
+from alertd.db.sqlite_writer import SqliteInboxWriter
 from alertd.db.tables import MESSAGES, Message
 from alertd.domain import Accepted, Envelope, RawMessage
 from alertd.errors import NotFound, PermanentError, StorageUnavailable
@@ -44,6 +46,7 @@ OFF_LOOP_BYTES = 1_000_000
 HEADER_SCAN_BYTES = 65_536
 """How far into a mail its Message-ID is looked for."""
 _HEADER_END = (b"\r\n\r\n", b"\n\n")
+_MESSAGE_ID = re.compile(rb"(?im)^message-id:[ \t]*([^\r\n]*)\r?\n([ \t])?")
 
 
 class RetryRefused(PermanentError):
@@ -89,6 +92,13 @@ def header_message_id(data: bytes) -> str | None:
     """The Message-ID header, read from the header block only (cheap, never raises)."""
     data = data[:HEADER_SCAN_BYTES]
     end = min((i for sep in _HEADER_END if (i := data.find(sep)) >= 0), default=len(data))
+    found = _MESSAGE_ID.search(data, 0, end + 1)
+    if found is not None and not found.group(2):
+        # The usual one-line header: no need for the full header parser.
+        text = storable(found.group(1).decode("utf-8", "replace").strip())
+        return text or None
+    if found is None and b"message-id" not in data[:end].lower():
+        return None
     try:
         headers = BytesHeaderParser(policy=compat32).parsebytes(data[: end + 4])
         value = headers.get("message-id")
@@ -114,8 +124,11 @@ class InboxStore:
         clock: Clock,
         *,
         exclusive_writes: bool = False,
+        sqlite_writer: SqliteInboxWriter | None = None,
     ) -> None:
         self.sessions = sessions
+        self.sqlite_writer = sqlite_writer
+        """SQLite: stores mail in one thread hop (the durable accept's fast path)."""
         self.clock = clock
         self.arrived = asyncio.Event()
         """Set on every accept, so workers in this process start at once."""
@@ -142,6 +155,9 @@ class InboxStore:
                 async with self._commit_lock:
                     if future.done():
                         break
+                    # One turn of the loop: sessions whose DATA is already in hand queue
+                    # up and share this commit (fewer, larger commits under load).
+                    await asyncio.sleep(0)
                     batch = self._pending[:GROUP_COMMIT_MAX]
                     del self._pending[:GROUP_COMMIT_MAX]
                     commit = asyncio.get_running_loop().create_task(
@@ -159,6 +175,8 @@ class InboxStore:
         """Wait for group commits still running (their callers may be gone)."""
         if self._commits:
             await asyncio.wait(list(self._commits))
+        if self.sqlite_writer is not None:
+            await self.sqlite_writer.close()
 
     async def accept_many(self, messages: Sequence[RawMessage]) -> list[Accepted]:
         """Store several mails in one transaction; the answers follow their order."""
@@ -168,8 +186,24 @@ class InboxStore:
             rows = await asyncio.to_thread(lambda: [_row(message) for message in messages])
         else:
             rows = [_row(message) for message in messages]
+        if self.sqlite_writer is not None:
+            async with self.gate.storing(len(rows)):
+                inserted = await self.sqlite_writer.insert(rows)
+            answers = _new_ids(rows, inserted)
+            missing = [row for row, answer in zip(rows, answers, strict=True) if answer is None]
+            if missing:
+                answers = _with_duplicates(rows, answers,
+                                           await self.sqlite_writer.existing(missing))
+        else:
+            answers = await self._insert_with_sqlalchemy(rows)
+        self.arrived.set()
+        return [answer for answer in answers if answer is not None]
+
+    async def _insert_with_sqlalchemy(self, rows: list[dict[str, Any]]) -> list[Accepted | None]:
         table = MESSAGES
-        async with self.gate.storing(), storage_errors(), self.sessions.begin() as session:
+        async with (
+            self.gate.storing(len(rows)), storage_errors(), self.sessions.begin() as session
+        ):
             module = postgresql if dialect_name(session) == "postgresql" else sqlite
             connection = await session.connection()
             inserted = await connection.execute(
@@ -178,51 +212,34 @@ class InboxStore:
                     table.c.uidvalidity, table.c.uid),
                 rows,
             )
-            new_ids: dict[tuple[Any, ...], list[int]] = {}
-            for mid, *identity in sorted(inserted.all(), key=lambda r: r[0]):
-                new_ids.setdefault(tuple(identity), []).append(int(mid))
-            answers: list[Accepted | None] = []
-            for row in rows:
-                fresh = new_ids.get(_identity(row))
-                answers.append(Accepted(fresh.pop(0), duplicate=False) if fresh else None)
+            answers = _new_ids(rows, [tuple(row) for row in inserted.all()])
             missing = [row for row, answer in zip(rows, answers, strict=True) if answer is None]
             if missing:
-                existing = await self._existing(session, missing)
-                answers = [
-                    answer or Accepted(existing[_identity(row)], duplicate=True)
-                    for row, answer in zip(rows, answers, strict=True)
-                ]
-        self.arrived.set()
-        return [answer for answer in answers if answer is not None]
+                answers = _with_duplicates(rows, answers, await self._existing(session, missing))
+        return answers
 
     async def _existing(
         self, session: AsyncSession, rows: Sequence[dict[str, Any]]
-    ) -> dict[tuple[Any, ...], int]:
-        """Ids of stored rows that these rows duplicate, by content or by mailbox UID."""
-        found: dict[tuple[Any, ...], int] = {}
+    ) -> list[tuple[Any, ...]]:
+        """Stored rows that these rows duplicate, by content or by mailbox UID."""
+        columns = (Message.id, Message.message_key, Message.content_hash, Message.mailbox,
+                   Message.uidvalidity, Message.uid)
+        found: list[tuple[Any, ...]] = []
         pairs = {(row["message_key"], row["content_hash"]) for row in rows
                  if row["message_key"] is not None}
         if pairs:
-            by_content = await session.execute(
-                select(Message.id, Message.message_key, Message.content_hash)
+            found += [tuple(r) for r in (await session.execute(
+                select(*columns)
                 .where(tuple_(Message.message_key, Message.content_hash).in_(pairs))
-            )
-            for mid, key, digest in by_content.all():
-                found.setdefault(("content", key, digest), int(mid))
+            )).all()]
         uids = {(row["mailbox"], row["uidvalidity"], row["uid"]) for row in rows
                 if row["uid"] is not None}
         if uids:
-            by_uid = await session.execute(
-                select(Message.id, Message.mailbox, Message.uidvalidity, Message.uid)
+            found += [tuple(r) for r in (await session.execute(
+                select(*columns)
                 .where(tuple_(Message.mailbox, Message.uidvalidity, Message.uid).in_(uids))
-            )
-            for mid, mailbox, validity, uid in by_uid.all():
-                found.setdefault(("uid", mailbox, validity, uid), int(mid))
-        return {
-            _identity(row): found.get(("content", row["message_key"], row["content_hash"]))
-            or found[("uid", row["mailbox"], row["uidvalidity"], row["uid"])]
-            for row in rows
-        }
+            )).all()]
+        return found
 
     # -- claiming ----------------------------------------------------------------
 
@@ -456,6 +473,43 @@ def _alive(worker: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _new_ids(
+    rows: Sequence[dict[str, Any]], inserted: Sequence[tuple[Any, ...]]
+) -> list[Accepted | None]:
+    """Match inserted rows (id first, then the identity columns) back to the input order."""
+    new_ids: dict[tuple[Any, ...], list[int]] = {}
+    for mid, *identity in sorted(inserted, key=lambda r: int(r[0])):
+        new_ids.setdefault(tuple(identity), []).append(int(mid))
+    answers: list[Accepted | None] = []
+    for row in rows:
+        fresh = new_ids.get(_identity(row))
+        answers.append(Accepted(fresh.pop(0), duplicate=False) if fresh else None)
+    return answers
+
+
+def _with_duplicates(
+    rows: Sequence[dict[str, Any]],
+    answers: Sequence[Accepted | None],
+    found: Sequence[tuple[Any, ...]],
+) -> list[Accepted | None]:
+    """Answer the rows that were not inserted with the id of the row they duplicate."""
+    by: dict[tuple[Any, ...], int] = {}
+    for mid, key, digest, mailbox, validity, uid in sorted(found, key=lambda r: int(r[0])):
+        by.setdefault(("content", key, digest), int(mid))
+        by.setdefault(("uid", mailbox, validity, uid), int(mid))
+    out: list[Accepted | None] = []
+    for row, answer in zip(rows, answers, strict=True):
+        if answer is not None:
+            out.append(answer)
+            continue
+        existing = by.get(("content", row["message_key"], row["content_hash"])) if (
+            row["message_key"] is not None) else None
+        if existing is None:
+            existing = by[("uid", row["mailbox"], row["uidvalidity"], row["uid"])]
+        out.append(Accepted(existing, duplicate=True))
+    return out
 
 
 def _settle(

@@ -79,8 +79,14 @@ class InboxWorker:
         self.clock = clock
         self.name = name or worker_id()
 
-    async def drain(self, stopping: asyncio.Event | None = None) -> DrainReport:
-        """Process until nothing is due; stops between batches once ``stopping`` is set.
+    async def drain(
+        self,
+        stopping: asyncio.Event | None = None,
+        *,
+        pause: Callable[[], bool] | None = None,
+    ) -> DrainReport:
+        """Process until nothing is due; stops between batches once ``stopping`` is set
+        (or ``pause`` says so: sources need the CPU).
 
         The next batch is claimed and parsed (in a thread) while the current
         one is written, so parsing overlaps the database round trips.
@@ -95,7 +101,8 @@ class InboxWorker:
                 if stopping is not None and stopping.is_set():
                     await self.store.release([item.id for item in batch], self.name)
                     break
-                upcoming = await self._claim_and_parse()
+                if pause is None or not pause():
+                    upcoming = await self._claim_and_parse()
                 await self.process_batch(batch, report, parsed)
             except BaseException:
                 await self._give_back(batch, upcoming)
@@ -137,19 +144,38 @@ class InboxWorker:
     async def run(self, stopping: asyncio.Event) -> None:
         """Work until ``stopping`` is set: drain, then wait for arrivals or the poll interval."""
         poll = self.settings.poll_interval.total_seconds()
+        held_since: float | None = None
         while not stopping.is_set():
             self.store.arrived.clear()
+            if self._storm(held=held_since is not None):
+                held_since = held_since or time.monotonic()
+                if time.monotonic() - held_since < self.settings.max_hold.total_seconds():
+                    await _wait(stopping, HOLD_CHECK_S)
+                    continue
+                pause = None  # held long enough: process while the storm goes on
+            else:
+                held_since = None
+                pause = self._storm
             try:
-                await self.drain(stopping)
+                await self.drain(stopping, pause=pause)
             except StorageUnavailable as error:
                 log.warning("inbox.storage_unavailable", error=str(error))
-            waits = [asyncio.ensure_future(self.store.arrived.wait()),
-                     asyncio.ensure_future(stopping.wait())]
-            try:
-                await asyncio.wait(waits, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waits:
-                    waiter.cancel()
+            if not self._storm(held=held_since is not None):
+                await _wait(stopping, poll, self.store.arrived)
+                if self.store.arrived.is_set() and self.settings.hold_above > 0:
+                    # Let a burst show itself before competing with it for the CPU.
+                    await _wait(stopping, SETTLE_S)
+
+    def _storm(self, *, held: bool = False) -> bool:
+        """Whether mail arrives fast enough that storing it should have the CPU to itself.
+
+        A storm starts above `hold_above` mails/s and ends only below a fifth
+        of that, so a short dip does not wake processing in the middle of it.
+        """
+        limit = self.settings.hold_above
+        if limit <= 0:
+            return False
+        return self.store.gate.incoming_rate() > (limit / 5 if held else limit)
 
     async def process_batch(
         self,
@@ -254,6 +280,22 @@ def _log_processed(
             ticket_id=completion.ticket_id, reason=completion.reason,
             duration_ms=round(elapsed_ms, 2),
         )
+
+
+HOLD_CHECK_S = 0.05
+"""How often a held worker looks whether the storm is over."""
+SETTLE_S = 0.1
+"""After new mail arrives, how long the worker waits to see whether a storm is starting."""
+
+
+async def _wait(stopping: asyncio.Event, seconds: float, *also: asyncio.Event) -> None:
+    """Sleep up to ``seconds``; wake early when ``stopping`` or any of ``also`` is set."""
+    waits = [asyncio.ensure_future(event.wait()) for event in (stopping, *also)]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waits:
+            waiter.cancel()
 
 
 def _parse_all(blobs: list[bytes]) -> list[ParsedMail | ParseError]:

@@ -253,7 +253,7 @@ def test_health_reports_components_and_refuses_when_not_ready(
     assert status == 200
     assert body["ready"] is True
     assert set(body["components"]) == {"smtp:main", "inbox-worker-0", "rules-reloader",
-                                       "watchdog", "http"}
+                                       "watchdog", "sqlite-checkpoint", "http"}
     assert set(body["components"].values()) == {"running"}
     assert daemon.stop() == 0
 
