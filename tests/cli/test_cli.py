@@ -215,3 +215,16 @@ def test_a_fresh_directory_works_with_no_configuration(tmp_path: Path) -> None:
     listed = subprocess.run([sys.executable, "-m", "alertd", "tickets", "list"], cwd=tmp_path,
                             env=environment, capture_output=True, timeout=120, check=False)
     assert b"Service - Print Spooler FAILED on NW-WS17" in listed.stdout
+
+
+def test_smtp_hash_password_makes_a_users_file_line(sqlite_url: str, tmp_path: Path) -> None:
+    """The printed line is accepted by the listener's users file and matches the password."""
+    from alertd.sources.smtp_auth import load_users, verify_password
+
+    result = alertd("smtp", "hash-password", "mta", url=sqlite_url, stdin=b"pa55-word\n")
+    assert result.returncode == 0, result.stderr
+    users_file = tmp_path / "users"
+    users_file.write_bytes(result.stdout)
+    users = load_users(users_file)
+    assert verify_password(b"pa55-word", users["mta"])
+    assert not verify_password(b"wrong", users["mta"])
