@@ -1,8 +1,11 @@
 """The async engine, its sessions, and the schema's version.
 
-SQLite runs in WAL mode with `synchronous=FULL` (a committed mail survives a
-power cut: the 250 reply depends on it), a busy timeout and foreign keys
-on. Write transactions start with `BEGIN IMMEDIATE`, so the one writer
+SQLite runs in WAL mode with a busy timeout and foreign keys on. Storing
+mail, which a 250 reply or an IMAP move depends on, commits with
+`synchronous=FULL` (see `sqlite_writer.py`); these connections use NORMAL:
+what they commit (a message's outcome together with its ticket changes) can
+at worst be rolled back as a whole by a power cut, and is then simply
+processed again. Write transactions start with `BEGIN IMMEDIATE`, so the one writer
 takes its lock up front instead of failing half-way when a read turns into
 a write; read-only sessions (`read_only=True` execution option) start a
 plain deferred transaction and never block writers.
@@ -90,7 +93,7 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_s: float, autocheckpoint
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}")

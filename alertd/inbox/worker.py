@@ -128,7 +128,7 @@ class InboxWorker:
     async def _claim_and_parse(
         self,
     ) -> tuple[list[Claimed], asyncio.Future[list[ParsedMail | ParseError]]] | None:
-        busy = self.store.gate.recently_busy()
+        busy = self.store.gate.recently_busy(BUSY_WINDOW_S)
         batch = await self.store.claim(
             self.name,
             limit=self.settings.busy_batch_size if busy else self.settings.batch_size,
@@ -282,6 +282,8 @@ def _log_processed(
         )
 
 
+BUSY_WINDOW_S = 0.2
+"""Mail stored this recently makes the worker take small batches (short turns at the database)."""
 HOLD_CHECK_S = 0.05
 """How often a held worker looks whether the storm is over."""
 SETTLE_S = 0.1
