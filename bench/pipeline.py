@@ -53,6 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import mailparser  # noqa: E402
+from common import fmt_rate, median_of, render, version_of  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
@@ -455,42 +456,10 @@ def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def median_of(results: Sequence[dict[str, Any]], key: str) -> float | None:
-    """The median of ``key`` over the runs that have it."""
-    values = [r[key] for r in results if key in r]
-    return statistics.median(values) if values else None
 
 
-def fmt_rate(value: float | None) -> str:
-    """A rate as whole mails/s with thousands separators."""
-    return "-" if value is None else f"{value:,.0f}"
 
 
-def render(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """A rich table on a terminal, aligned plain text otherwise."""
-    if sys.stdout.isatty():
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(*header)
-        for column in table.columns[1:]:
-            column.justify = "right"
-        for row in rows:
-            table.add_row(*row)
-        Console().print(table)
-        return
-    full = [header, *(row for row in rows if len(row) == len(header))]
-    widths = [max(len(cells[i]) for cells in full) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
-        return " | ".join([first, *rest])
-
-    print(line(header))
-    print("-+-".join("-" * width for width in widths))
-    for row in rows:
-        print(line(row) if len(row) == len(header) else " | ".join(row))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -523,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{len(sample.computers)} computers in {len(CLIENTS)} clients, {len(MONITORS)} "
           f"monitors), {args.rounds} interleaved round(s), each configuration in its own "
           f"process; {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-          f"mail-parser {_version('mail-parser')}", flush=True)
+          f"mail-parser {version_of('mail-parser')}", flush=True)
     del sample
     for round_number in range(args.rounds):
         shift = round_number % len(configs)
@@ -609,13 +578,6 @@ def _print_goals(results: dict[str, list[dict[str, Any]]]) -> None:
           f"({'-' if rss is None else f'{rss:.0f}'} MB, highest pipeline run)")
 
 
-def _version(distribution: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(distribution)
-    except PackageNotFoundError:
-        return "?"
 
 
 if __name__ == "__main__":

@@ -69,6 +69,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from aiosmtpd.smtp import SMTP  # noqa: E402
+from common import fmt_rate, median_of, render, version_of  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from alertd.assets.store import add_asset, add_client, add_site  # noqa: E402
@@ -761,15 +762,8 @@ def _problems(kind: str, result: dict[str, Any], sent: int) -> list[str]:
 # -- the parent: rounds, medians, the table --------------------------------------------
 
 
-def median_of(results: Sequence[dict[str, Any]], key: str) -> float | None:
-    """The median of ``key`` over the runs that have it."""
-    values = [r[key] for r in results if r.get(key) is not None]
-    return statistics.median(values) if values else None
 
 
-def fmt_rate(value: float | None) -> str:
-    """A rate as whole mails/s with thousands separators."""
-    return "-" if value is None else f"{value:,.0f}"
 
 
 def fmt_ms(value: float | None) -> str:
@@ -777,30 +771,6 @@ def fmt_ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def render(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """A rich table on a terminal, aligned plain text otherwise."""
-    if sys.stdout.isatty():
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(*header)
-        for column in table.columns[1:]:
-            column.justify = "right"
-        for row in rows:
-            table.add_row(*row)
-        Console().print(table)
-        return
-    widths = [max(len(cells[i]) for cells in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
-        return " | ".join([first, *rest])
-
-    print(line(header))
-    print("-+-".join("-" * width for width in widths))
-    for row in rows:
-        print(line(row))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -832,7 +802,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"bytes ({mix}; {len(workload.computers)} computers in {len(CLIENTS)} clients, "
           f"{len(MONITORS)} monitors); {args.rounds} interleaved round(s), each server a fresh "
           f"child process; {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-          f"aiosmtpd {_version('aiosmtpd')}", flush=True)
+          f"aiosmtpd {version_of('aiosmtpd')}", flush=True)
 
     configs = [SINK, ALERTD]
     results: dict[str, list[dict[str, Any]]] = {config: [] for config in configs}
@@ -937,13 +907,6 @@ def _print_goals(ratio: float | None, p99: float | None, rate: float) -> None:
           f"< {GOAL_P99_MS:.0f} ms: {'met' if p99_met else 'NOT met'} ({fmt_ms(p99)} ms)")
 
 
-def _version(distribution: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(distribution)
-    except PackageNotFoundError:
-        return "?"
 
 
 if __name__ == "__main__":
