@@ -54,6 +54,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import aioimaplib  # noqa: E402
+from common import fmt_rate, median_of, render, version_of  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from alertd import logs  # noqa: E402
@@ -242,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"bytes) per run from a local Dovecot over TLS, FETCH batches of "
           f"{args.batch_size}, {args.rounds} interleaved round(s), each run in its own "
           f"process on a fresh account (and SQLite file); {os.cpu_count()} CPUs, Python "
-          f"{sys.version.split()[0]}, aioimaplib {pipeline._version('aioimaplib')}",
+          f"{sys.version.split()[0]}, aioimaplib {version_of('aioimaplib')}",
           flush=True)
     kinds = [BARE, DRAIN, TICKETS]
     results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
@@ -257,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result = run_child(kind, job, args.batch_size)
                 results[kind].append(result)
                 print(f"  round {number + 1}/{args.rounds}  {kind:<8} "
-                      f"{pipeline.fmt_rate(result.get('rate')):>7} mails/s"
+                      f"{fmt_rate(result.get('rate')):>7} mails/s"
                       + ("" if result["ok"] else "  FAILED: " + "; ".join(result["problems"])),
                       file=sys.stderr, flush=True)
             limit, rate = results[BARE][-1].get("rate"), results[DRAIN][-1].get("rate")
@@ -272,13 +273,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for kind in kinds:
         runs = results[kind]
         rows.append([
-            LABELS[kind], pipeline.fmt_rate(pipeline.median_of(runs, "rate")),
-            f"{pipeline.median_of(runs, 'seconds') or 0:.2f}",
+            LABELS[kind], fmt_rate(median_of(runs, "rate")),
+            f"{median_of(runs, 'seconds') or 0:.2f}",
             "1.00x" if kind == BARE else ("-" if kind == TICKETS or ratio is None
                                           else f"{ratio:.2f}x"),
         ])
     print()
-    pipeline.render(header, rows)
+    render(header, rows)
     print("ratio: median over rounds of (alertd drain rate / bare fetch rate of the same round)")
 
     failed = False
@@ -292,13 +293,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         actions = ", ".join(f"{name} {n:,}" for name, n in sorted(last["actions"].items()))
         print(f"check tickets: OK: {last['tickets']:,} tickets, all linked to assets; "
               f"actions: {actions}")
-    tickets_rate = pipeline.median_of(results[TICKETS], "rate")
+    tickets_rate = median_of(results[TICKETS], "rate")
     ratio_met = ratio is not None and ratio >= GOAL_RATIO
     tickets_met = tickets_rate is not None and tickets_rate >= GOAL_TICKETS
     print(f"\nGoals: drain ratio >= {GOAL_RATIO}: {'met' if ratio_met else 'NOT met'} "
           f"({'-' if ratio is None else f'{ratio:.2f}'}); mailbox to tickets >= "
           f"{GOAL_TICKETS:,.0f} mails/s: {'met' if tickets_met else 'NOT met'} "
-          f"({pipeline.fmt_rate(tickets_rate)})")
+          f"({fmt_rate(tickets_rate)})")
     return 1 if failed else 0
 
 
