@@ -54,11 +54,12 @@ sys.path.insert(0, str(REPO))
 
 import mailparser  # noqa: E402
 from common import fmt_rate, median_of, render, version_of  # noqa: E402
+from fleet import CLIENTS, MONITORS, Computer, Monitor, seed  # noqa: E402
+from fleet import computers as fleet_computers  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from alertd import logs  # noqa: E402
-from alertd.assets.store import add_asset, add_client, add_site  # noqa: E402
 from alertd.db.engine import create_engine  # noqa: E402
 from alertd.db.tables import Message, Ticket  # noqa: E402
 from alertd.domain import Envelope, RawMessage  # noqa: E402
@@ -94,69 +95,9 @@ LABELS = {
 # -- the mail stream ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ClientSpec:
-    """A client as Automate names it, with its sites and number of computers."""
-
-    name: str
-    automate_id: int
-    prefix: str
-    sites: tuple[str, ...]
-    computers: int
-
-
-@dataclass(frozen=True, slots=True)
-class Computer:
-    """One Automate computer that alerts."""
-
-    automate_id: int
-    host: str
-    client: ClientSpec
-    site: str
-
-
-@dataclass(frozen=True, slots=True)
-class Monitor:
-    """An Automate monitor: name, field, and the result it reports either way."""
-
-    name: str
-    field: str
-    failed: str
-    success: str
-
-
-CLIENTS = (
-    ClientSpec("Northwind Traders", 41, "NW", ("Head Office", "Warehouse"), 110),
-    ClientSpec("Contoso Ltd", 42, "CON", ("HQ", "Branch Leeds", "Branch York"), 80),
-    ClientSpec("Fabrikam Inc", 43, "FAB", ("Main Plant",), 55),
-    ClientSpec("Tailspin Toys", 44, "TT", ("Store 1", "Store 2"), 35),
-    ClientSpec("Adventure Works", 45, "AW", ("Office",), 20),
-)
-MONITORS = (
-    Monitor("Disk - Free Space C:", "C:", "3.2 GB free (4%)", "41.7 GB free (52%)"),
-    Monitor("Disk - Free Space D:", "D:", "1.1 GB free (2%)", "120.4 GB free (61%)"),
-    Monitor("Service - Print Spooler", "Spooler", "Stopped", "Running"),
-    Monitor("CPU - Usage", "CPU", "97% for 15 minutes", "12%"),
-    Monitor("Memory - Available", "RAM", "212 MB available", "5.1 GB available"),
-    Monitor("Windows Update - Pending Reboot", "Reboot", "Reboot pending for 9 days",
-            "No reboot pending"),
-    Monitor("Antivirus - Definitions Age", "Definitions", "Definitions 6 days old",
-            "Definitions current"),
-)
-
-
 def computers() -> list[Computer]:
     """The ~300 computers of all clients, a few servers then workstations each."""
-    out: list[Computer] = []
-    next_id = 1001
-    for client in CLIENTS:
-        for number in range(1, client.computers + 1):
-            kind = "SRV" if number <= 4 else "WS"
-            host = f"{client.prefix}-{kind}{number:03d}"
-            site = client.sites[number % len(client.sites)]
-            out.append(Computer(next_id, host, client, site))
-            next_id += 1
-    return out
+    return fleet_computers((110, 80, 55, 35, 20), first_id=1001, servers=4)
 
 
 @dataclass
@@ -354,24 +295,7 @@ async def _pipeline(kind: str, url: str, count: int) -> dict[str, Any]:
 
 
 async def _seed(runtime: Runtime, fleet: Sequence[Computer]) -> None:
-    """The clients, sites and computers the mails name, as an Automate import leaves them."""
-    now = runtime.clock.now()
-    async with runtime.sessions.begin() as session:
-        clients: dict[str, int] = {}
-        sites: dict[tuple[str, str], int] = {}
-        for spec in CLIENTS:
-            clients[spec.name] = await add_client(
-                session, spec.name, automate_id=str(spec.automate_id), now=now)
-            for site in spec.sites:
-                sites[spec.name, site] = await add_site(session, clients[spec.name], site,
-                                                        now=now)
-        for computer in fleet:
-            await add_asset(
-                session, computer.host, kind="server" if "-SRV" in computer.host else
-                "workstation", now=now, automate_kind="computer",
-                automate_id=str(computer.automate_id), client_id=clients[computer.client.name],
-                site_id=sites[computer.client.name, computer.site],
-            )
+    await seed(runtime, fleet)
 
 
 async def _check(runtime: Runtime, workload: Workload, drained: Counter[str]) -> dict[str, Any]:
