@@ -12,6 +12,7 @@ from sqlalchemy import text
 from alertd.clock import SystemClock
 from alertd.db.engine import create_engine, is_unavailable, session_factory
 from alertd.domain import Envelope, RawMessage
+from alertd.errors import StorageUnavailable
 from alertd.inbox.store import InboxStore
 
 
@@ -53,8 +54,6 @@ async def test_a_writer_in_another_process_makes_storing_fail_after_the_busy_tim
     sqlite_url: str,
 ) -> None:
     """A lock held elsewhere past the busy timeout is an outage (451 / exit 75), not a hang."""
-    from alertd.errors import StorageUnavailable
-
     engine = create_engine(sqlite_url, busy_timeout_s=0.2)
     blocker = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")

@@ -18,10 +18,10 @@ import socket
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 
-from alertd.assets.import_schedule import import_scheduler
 from alertd.automate.client import AutomateClient
 from alertd.daemon.checkpoint import WalCheckpointer
 from alertd.daemon.components import Component, ComponentStates, guard
+from alertd.daemon.import_schedule import import_scheduler
 from alertd.daemon.reloader import RulesReloader
 from alertd.daemon.systemd import SystemdNotifier, Watchdog
 from alertd.errors import EX_FAILURE, EX_OK, AlertdError

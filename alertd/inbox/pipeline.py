@@ -77,20 +77,20 @@ class Pipeline:
         await book.load(key for d, a in zip(ticketable, assets, strict=True)
                         if (key := d.dedup_key(a.ref)) is not None)
 
+        times = [alert_time(item.mail.date, item.received_at, self.future_skew) for item in items]
         applied: list[Applied | None] = []
-        for item, decision, _ in decided:
+        for (item, decision, _), at in zip(decided, times, strict=True):
             if decision is None or decision.outcome not in _TICKETABLE:
                 applied.append(None)
                 continue
-            at = alert_time(item.mail.date, item.received_at, self.future_skew)
             applied.append(book.apply(item.message_id, decision, asset_of[id(decision)], at))
         await book.write()
 
         results: list[Processed] = []
-        for (item, decision, failure), outcome in zip(decided, applied, strict=True):
+        for (item, decision, failure), outcome, at in zip(decided, applied, times, strict=True):
             asset = asset_of.get(id(decision)) if decision is not None else None
             results.append(Processed(
-                item.message_id, _completion(item, decision, asset, outcome, failure, self),
+                item.message_id, _completion(item, decision, asset, outcome, failure, at),
                 decision, asset,
             ))
         return results
@@ -102,10 +102,9 @@ def _completion(
     asset: AssetMatch | None,
     outcome: Applied | None,
     failure: str | None,
-    pipeline: Pipeline,
+    at: datetime,
 ) -> Completion:
     mail = item.mail
-    at = alert_time(mail.date, item.received_at, pipeline.future_skew)
     if decision is None:
         return Completion(state="failed", action="none", reason=failure,
                           sender=mail.sender, subject=mail.subject, alert_time=at)

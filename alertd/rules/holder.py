@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alertd.errors import RulesInvalid
 from alertd.rules.engine import RuleSet
 from alertd.rules.load import load_rules
 
@@ -30,5 +29,3 @@ class RulesHolder:
         self.current = fresh
         return fresh
 
-
-__all__ = ["RulesHolder", "RulesInvalid"]

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import structlog
 
-from alertd.assets.import_schedule import ImportScheduler, import_scheduler
 from alertd.automate.client import AutomateClient
+from alertd.daemon.import_schedule import ImportScheduler, import_scheduler
 from alertd.runtime import Runtime, open_runtime
 from alertd.settings import Settings
 from alertd.testing.automate_server import AutomateApp
