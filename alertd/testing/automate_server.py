@@ -95,6 +95,8 @@ class Faults:
     """After this many more calls, every token issued so far has expired."""
     html: bool = False
     """Every route, login included, answers 200 with an HTML sign-in page."""
+    redirect_to: str | None = None
+    """Every route, login included, answers 302 to this address (a sign-in page)."""
     only_path: str | None = None
     """Apply the counted faults only to paths containing this text (lower case)."""
 
@@ -206,6 +208,8 @@ class AutomateApp:
         self.calls[key] += 1
         if self.faults.html:
             return 200, LOGIN_PAGE, {}
+        if self.faults.redirect_to is not None:
+            return 302, LOGIN_PAGE, {"Location": self.faults.redirect_to}
         if version == "v1" and parts == ["apitoken"]:
             if method == "POST":
                 return self._login(body)

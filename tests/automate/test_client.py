@@ -2,8 +2,8 @@
 
 Login and token handling, the ClientId header, paging, retries with
 Retry-After, limits, and plain configuration errors. The last tests use
-httpx.MockTransport, narrowly, for transport failures a loopback server
-cannot produce (a TLS verification failure, a dropped connection).
+httpx.MockTransport, narrowly, for transport failures the local server
+cannot produce on demand (a TLS verification failure, a dropped connection).
 """
 
 from __future__ import annotations
@@ -343,6 +343,39 @@ async def test_no_password_or_token_reaches_a_log_line(
         assert secret not in text
 
 
+async def test_a_redirect_to_a_login_page_is_a_url_problem(
+    make_automate: MakeSettings, client_for: MakeClient, automate_state: AutomateApp,
+    automate: RunningServer,
+) -> None:
+    """302 to a sign-in page: the URL does not reach the API."""
+    automate_state.faults.redirect_to = f"{automate.url}/login"
+    async with client_for(make_automate()) as client:
+        with pytest.raises(AutomateMisconfigured, match=f"redirects to {automate.url}/login"
+                           ) as caught:
+            await client.login()
+    assert caught.value.aspect == "url"
+
+
+async def test_refusals_are_permanent_and_say_what_was_refused(
+    make_automate: MakeSettings, client_for: MakeClient, automate_state: AutomateApp,
+) -> None:
+    """403 is a permission, 404 a wrong route or id, 400 a refused request: none retried."""
+    async with client_for(make_automate(username="limited")) as client:
+        with pytest.raises(AutomateRejected, match=r"denied read Computers \(HTTP 403\)"
+                           ) as denied:
+            await client.get_json(f"{client.api_v1}/Computers", what="read Computers")
+        with pytest.raises(AutomateRejected, match="was not found") as missing:
+            await client.get_json(f"{client.api_v1}/Nope", what="read Nope")
+        with pytest.raises(AutomateRejected, match="Invalid field: Nope") as refused:
+            await client.get_json(f"{client.api_v1}/Clients", params={"condition": "Nope = 1"},
+                                  what="read Clients")
+    assert isinstance(denied.value, PermanentError)
+    assert (denied.value.aspect, missing.value.aspect, refused.value.aspect) == (
+        "permissions", "url", "server")
+    assert [e.status for e in automate_state.exchanges if "apitoken" not in e.path] == [
+        403, 404, 400]
+
+
 # -- error mapping at the boundary (httpx.MockTransport) ---------------------------
 
 
@@ -381,40 +414,3 @@ async def test_a_dropped_connection_is_retried_then_unavailable(sleeps: Sleeps) 
     assert len(sleeps.delays) == 1
 
 
-async def test_a_redirect_to_a_login_page_is_a_url_problem(sleeps: Sleeps) -> None:
-    """302 to a sign-in page: the URL does not reach the API."""
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(302, headers={"Location": "https://rmm.example.net/login"})
-
-    async with _client(handler, sleeps) as client:
-        with pytest.raises(AutomateMisconfigured, match=r"redirects to "
-                           r"https://rmm\.example\.net/login") as caught:
-            await client.login()
-    assert caught.value.aspect == "url"
-
-
-async def test_refusals_are_permanent_and_say_what_was_refused(sleeps: Sleeps) -> None:
-    """403 is a permission, 404 a wrong route or id, 400 a refused request: none retried."""
-    answers = iter([
-        httpx.Response(200, json={"AccessToken": "t0k3n", "ExpirationDate": None}),
-        httpx.Response(403, json={"Message": "denied"}),
-        httpx.Response(404, text=""),
-        httpx.Response(400, json={"Message": "Invalid field: Nope"}),
-    ])
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        return next(answers)
-
-    async with _client(handler, sleeps) as client:
-        with pytest.raises(AutomateRejected, match=r"denied read Computers \(HTTP 403\)"
-                           ) as denied:
-            await client.get_json(f"{client.api_v1}/Computers", what="read Computers")
-        with pytest.raises(AutomateRejected, match="was not found") as missing:
-            await client.get_json(f"{client.api_v1}/Nope", what="read Nope")
-        with pytest.raises(AutomateRejected, match="Invalid field: Nope") as refused:
-            await client.get_json(f"{client.api_v1}/Computers", what="read Computers")
-    assert isinstance(denied.value, PermanentError)
-    assert (denied.value.aspect, missing.value.aspect, refused.value.aspect) == (
-        "permissions", "url", "server")
-    assert sleeps.delays == []
