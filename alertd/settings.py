@@ -557,7 +557,11 @@ class HttpSettings(_Model):
     """The HTTP endpoint (health, metrics, API)."""
 
     listen: str = "127.0.0.1:8025"
+    """Address of `/healthz`, `/metrics` and the API."""
     token_file: Path | None = None
+    """File holding the API's bearer token (a systemd credential)."""
+    token_env: str | None = None
+    """Environment variable holding the API's bearer token."""
 
 
 class LoggingSettings(_Model):

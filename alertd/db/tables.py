@@ -248,6 +248,9 @@ class Ticket(Base):
     closed_at: Mapped[datetime | None]
     resolution: Mapped[str | None] = mapped_column(Text)
     finish_scripts: Mapped[bool] = mapped_column(Boolean, default=True)
+    automate_ticket_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    """The Automate ticket this ticket stands for (API alerting, or a mail that names it):
+    finishing runs the Ticket Finish scripts against it (R5.5, R5.6)."""
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -287,6 +290,71 @@ class TicketEvent(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
 
 
+class OutboxEntry(Base):
+    """One Automate action a ticket change queued, committed with that change (R5.5).
+
+    States: `pending` (due at `due_at`), `sending` (a launch is in flight),
+    `verifying` (a launch whose answer was lost: ScriptHistory is checked
+    before anything else), `unconfirmed` (could not be verified: an admin
+    decides), `following` (launched; waiting for the run's outcome), then
+    `done` or `failed`. A row is never sent again once a launch may have
+    reached Automate, unless an admin says so.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_state_due", "state", "due_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"),
+                                           index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    """What to do: `finish_script`."""
+    label: Mapped[str] = mapped_column(Text)
+    """The script as configured (its name or `script 6401`), for people."""
+    script_id: Mapped[int | None] = mapped_column(BigInteger)
+    script_name: Mapped[str | None] = mapped_column(Text)
+    """Looked up through `GET /Scripts` at launch when no id is configured."""
+    entity_type: Mapped[str] = mapped_column(String(32))
+    """`Ticket` or `Computer` (ScheduleScriptBatchRequest.EntityType)."""
+    entity_id: Mapped[int] = mapped_column(BigInteger)
+    computer_id: Mapped[int | None] = mapped_column(BigInteger)
+    """Where the run shows in ScriptHistory (to verify a lost answer, to follow the outcome)."""
+    parameters: Mapped[list[Any]] = mapped_column(default=list)
+    """`[{"Key": ..., "Value": ...}]`, rendered when the ticket was resolved."""
+    follow_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    """Launch attempts that got an answer saying nothing was launched (429, 5xx, refused)."""
+    checks: Mapped[int] = mapped_column(default=0)
+    """ScriptHistory look-ups made to verify a lost answer or follow the outcome."""
+    due_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    """When the launch that may have reached Automate was sent."""
+    claimed_by: Mapped[str | None] = mapped_column(Text)
+    lease_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """Automate's answer to the launch (ScheduleScriptBatchResponse)."""
+    outcome: Mapped[str | None] = mapped_column(Text)
+    """The run's outcome from ScriptHistory, when followed."""
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+class AutomateTicketCursor(Base):
+    """How far the Automate ticket poller has read (R5.6): the latest UpdateDate seen."""
+
+    __tablename__ = "automate_ticket_cursor"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_update: Mapped[str] = mapped_column(String(64))
+    """Automate's own UpdateDate text (server local time, no zone), compared as Automate does."""
+    updated_at: Mapped[datetime]
+
+
 def core_table(model: type[Base]) -> Table:
     """The Core table behind a mapped class, for bulk statements without ORM overhead."""
     return cast(Table, model.__table__)
@@ -297,3 +365,5 @@ MESSAGES = core_table(Message)
 TICKETS = core_table(Ticket)
 TICKET_EVENTS = core_table(TicketEvent)
 ALERT_KEYS = core_table(AlertKey)
+OUTBOX = core_table(OutboxEntry)
+AUTOMATE_TICKET_CURSOR = core_table(AutomateTicketCursor)
