@@ -18,7 +18,9 @@
     │   ├── AutomateMisconfigured   also a ConfigError: wrong URL or an HTML page, TLS, password,
     │   │                           MFA user, ClientId; exit 78, retried only on a long back-off
     │   ├── AutomateUnavailable     also a TransientError: network, timeout, 429, 5xx after retries
-    │   └── AutomateRejected        also a PermanentError: 403, 400, 404 and other refusals
+    │   ├── AutomateRejected        also a PermanentError: 403, 400, 404 and other refusals
+    │   └── AutomateAnswerLost      a request that may have taken effect got no answer: it is
+    │                               never repeated blindly (a script launch is checked first)
     └── NotFound                    a named ticket, message or file does not exist; exit 1
 
 Normal outcomes (a duplicate mail, an unknown sender, noise) are returned
@@ -103,11 +105,23 @@ class AutomateMisconfigured(AutomateError, ConfigError):
 
 
 class AutomateUnavailable(AutomateError, TransientError):
-    """Automate could not be reached or kept failing (network, timeout, 429, 5xx)."""
+    """Automate could not be reached or kept failing (network, timeout, 429, 5xx).
+
+    ``retry_after`` is the wait the server asked for (429/503 `Retry-After`), in seconds.
+    """
+
+    def __init__(self, message: str, *, aspect: str = "server", status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, aspect=aspect, status=status)
+        self.retry_after = retry_after
 
 
 class AutomateRejected(AutomateError, PermanentError):
     """Automate refused a request for good (permission, bad request, unknown id)."""
+
+
+class AutomateAnswerLost(AutomateError):
+    """A request was sent but its answer never came: Automate may or may not have acted."""
 
 
 class NotFound(AlertdError):

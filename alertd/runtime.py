@@ -20,6 +20,8 @@ from alertd.db.sqlite_writer import SqliteInboxWriter
 from alertd.inbox.pipeline import Pipeline
 from alertd.inbox.store import InboxStore
 from alertd.inbox.worker import InboxWorker, worker_id
+from alertd.outbox.plan import FinishPlan
+from alertd.outbox.store import OutboxStore
 from alertd.rules.holder import RulesHolder
 from alertd.settings import Settings
 from alertd.tickets.service import TicketService
@@ -36,6 +38,7 @@ class Runtime:
     readers: async_sessionmaker[AsyncSession]
     """Read-only sessions: listing and showing, never a change (they take no write lock)."""
     store: InboxStore
+    outbox: OutboxStore
     tickets: TicketService
     resolver: AssetResolver
     rules: RulesHolder | None
@@ -97,6 +100,9 @@ async def open_runtime(
                                        autocheckpoint=not daemon)
         store = InboxStore(sessions, clock, exclusive_writes=is_sqlite(engine),
                            sqlite_writer=writer)
+        finish = settings.automate.finish.scripts if settings.automate is not None else ()
+        outbox = OutboxStore(sessions, clock, FinishPlan(finish),
+                             exclusive_writes=is_sqlite(engine))
         yield Runtime(
             settings=settings,
             clock=clock,
@@ -104,7 +110,9 @@ async def open_runtime(
             sessions=sessions,
             readers=session_factory(engine, read_only=True),
             store=store,
-            tickets=TicketService(reopen_window=settings.rules.reopen_window, clock=clock),
+            outbox=outbox,
+            tickets=TicketService(reopen_window=settings.rules.reopen_window, clock=clock,
+                                  finisher=outbox if outbox.plan.enabled else None),
             resolver=AssetResolver(),
             rules=holder,
         )

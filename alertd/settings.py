@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -37,6 +38,7 @@ from alertd.automate.fields import (
 )
 from alertd.domain import Problem
 from alertd.errors import SettingsInvalid
+from alertd.templates import Template, TemplateSyntaxError
 from alertd.yamlfile import YamlDocument, load_yaml
 
 CONFIG_ENV = "ALERTD_CONFIG"
@@ -440,19 +442,91 @@ class AutomateImportSettings(_Model):
         return self.schedule.total_seconds() if self.schedule is not None else None
 
 
+FINISH_PLACEHOLDERS = {
+    "automate_ticket_id": "the Automate ticket the ticket stands for",
+    "computer_id": "the Automate computer id of the ticket's asset",
+    "ticket_id": "alertd's ticket id",
+    "resolution": "the resolution note (`recovered` when a recovery resolved it)",
+    "technician": "who resolved it (a person's name, `api`, `cli`, or `alert`)",
+    "summary": "the ticket summary",
+    "client": "the client name",
+    "site": "the site name",
+    "asset": "the asset name",
+    "alert_type": "the alert type",
+    "resolved_at": "when it was resolved (ISO 8601, UTC)",
+}
+"""What finish-script parameter templates may use (R5.5)."""
+
+
 class AutomateFinishScript(_Model):
     """One Ticket Finish script to run when a ticket is resolved (R5.5)."""
 
     name: str | None = None
-    id: int | None = None
+    """The script's name in Automate, looked up through `GET /Scripts` at launch."""
+    id: int | None = Field(default=None, ge=1)
+    """The script's id (preferred: names can be renamed or repeated)."""
     target: Literal["ticket", "computer"] = "ticket"
+    """Run it on the Automate ticket, or on the ticket asset's computer."""
     parameters: dict[str, str] = Field(default_factory=dict)
+    """Script parameters as templates over the ticket, e.g. `{TicketID: "{automate_ticket_id}"}`."""
+    follow_up: bool = False
+    """Follow the run's outcome through the computer's ScriptHistory onto the ticket."""
+
+    @model_validator(mode="after")
+    def _one_script(self) -> AutomateFinishScript:
+        if (self.name is None) == (self.id is None):
+            raise ValueError("name a script by exactly one of name or id")
+        if self.name is not None and not self.name.strip():
+            raise ValueError("the script name is empty")
+        return self
+
+    @field_validator("parameters")
+    @classmethod
+    def _templates(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, template in value.items():
+            if not key.strip():
+                raise ValueError("a parameter name is empty")
+            try:
+                fields = Template.parse(template).fields
+            except TemplateSyntaxError as error:
+                raise ValueError(f"parameter {key}: {error}") from None
+            unknown = sorted(fields - FINISH_PLACEHOLDERS.keys())
+            if unknown:
+                raise ValueError(
+                    f"parameter {key}: unknown placeholder {{{unknown[0]}}}; known: "
+                    + ", ".join(f"{{{name}}}" for name in FINISH_PLACEHOLDERS)
+                )
+        return value
+
+    @property
+    def label(self) -> str:
+        """How people see this script: its name, or `script <id>`."""
+        return self.name if self.name is not None else f"script {self.id}"
 
 
 class AutomateFinishSettings(_Model):
-    """What finishing a ticket runs in Automate."""
+    """What finishing a ticket runs in Automate, and how hard the outbox tries."""
 
     scripts: tuple[AutomateFinishScript, ...] = ()
+    poll_interval: Duration = timedelta(seconds=5)
+    """How often the outbox worker looks for due work (it is also woken by new entries)."""
+    retry_backoff: Duration = timedelta(seconds=10)
+    """First wait after Automate could not take a launch (429, 5xx, down); doubles each time."""
+    retry_backoff_max: Duration = timedelta(minutes=30)
+    """Longest wait between launch attempts, also the cap on a server's Retry-After."""
+    verify_interval: Duration = timedelta(minutes=1)
+    """Wait between ScriptHistory look-ups for a launch whose answer was lost."""
+    verify_checks: int = Field(default=5, ge=1, le=100)
+    """Look-ups before a lost launch that never shows up is handed to an admin."""
+    follow_up_interval: Duration = timedelta(minutes=1)
+    """Wait between ScriptHistory look-ups for a followed run's outcome."""
+    follow_up_for: Duration = timedelta(minutes=30)
+    """How long to wait for a followed run's outcome before giving up on it."""
+    lease: Duration = timedelta(minutes=5)
+    """An entry claimed by an instance that then vanished is looked at again after this."""
+
+
+API_ALERT_SENDER = "tickets@automate-api.alertd.invalid"
 
 
 class AutomateApiAlerting(_Model):
@@ -460,6 +534,26 @@ class AutomateApiAlerting(_Model):
 
     enabled: bool = False
     poll_interval: Duration = timedelta(seconds=60)
+    """How often Automate is asked for tickets new or updated since the last poll."""
+    status_ids: tuple[int, ...] = Field(default=(1, 2, 3), min_length=1)
+    """Ticket status ids that mean "not finished" (Automate's own content uses 1, 2, 3)."""
+    sender: str = API_ALERT_SENDER
+    """The From address the tickets arrive with, for sender rules (the bundled rules use it)."""
+    overlap: Duration = timedelta(minutes=2)
+    """Each poll re-reads tickets updated this long before the last one seen, so a ticket
+    updated during a poll is never missed (repeats are stored once)."""
+    server_timezone: str = "UTC"
+    """The Automate server's time zone (its dates carry none), for the alerts' own time."""
+
+    @field_validator("server_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as "
+                             "Europe/London)") from None
+        return value
 
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h)\s*$")

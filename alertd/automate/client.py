@@ -58,18 +58,24 @@ from alertd.automate.models import (
     NetworkDevice,
     PatchInfo,
     Printer,
+    RecordInvalid,
     Router,
     TokenResult,
+    parse_id,
     read_all,
 )
+from alertd.automate.scripts import HistoryEntry, LaunchResult, Script, ScriptLaunch
+from alertd.automate.tickets import AutomateTicket
 from alertd.clock import Clock, SystemClock
 from alertd.errors import (
+    AutomateAnswerLost,
     AutomateError,
     AutomateMisconfigured,
     AutomateRejected,
     AutomateUnavailable,
 )
 from alertd.logs import get_logger
+from alertd.metrics import AUTOMATE_CALLS
 from alertd.settings import AutomateSettings
 
 log = get_logger(__name__)
@@ -277,19 +283,29 @@ class AutomateClient:
         json_body: Any = None,
         authenticated: bool = True,
         what: str,
+        retries: int | None = None,
+        effectful: bool = False,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """One request with pacing, retries and one re-login; returns any non-retried answer."""
+        """One request with pacing, retries and one re-login; returns any non-retried answer.
+
+        ``effectful``: the request changes something in Automate (a script launch),
+        so it is never retried here, and losing its answer after it may have been
+        sent raises AutomateAnswerLost instead of looking like an outage.
+        """
         http = self._http
         if http is None:
             raise RuntimeError("AutomateClient used outside `async with`")
+        limit = 0 if effectful else self.settings.retries if retries is None else retries
+        route = _route_label(method, url, (self.api_v1, self.api_v2))
         attempt = 0
         relogged = False
         while True:
-            headers: dict[str, str] = {}
+            sent_headers: dict[str, str] = dict(headers or {})
             token = None
             if authenticated:
                 token = await self._current_token()
-                headers["Authorization"] = f"Bearer {token}"
+                sent_headers["Authorization"] = f"Bearer {token}"
             failure: AutomateError | None = None
             retry_after: float | None = None
             async with self._slots:
@@ -297,9 +313,18 @@ class AutomateClient:
                 self.requests += 1
                 try:
                     response = await http.request(method, url, params=params, json=json_body,
-                                                  headers=headers)
+                                                  headers=sent_headers)
                 except httpx.HTTPError as error:
+                    AUTOMATE_CALLS.labels(route, "error").inc()
+                    if effectful and _may_have_been_sent(error):
+                        raise AutomateAnswerLost(
+                            f"{what}: sent to {self.settings.url}, but no answer came "
+                            f"({type(error).__name__}: {error or 'no detail'}); Automate may "
+                            "have acted on it", aspect="server",
+                        ) from error
                     failure = self._map_transport_error(error, what)
+                else:
+                    AUTOMATE_CALLS.labels(route, str(response.status_code)).inc()
             if failure is None:
                 status = response.status_code
                 if status == 401 and token is not None:
@@ -319,9 +344,9 @@ class AutomateClient:
                 failure = AutomateUnavailable(
                     f"Automate answered {status} to {what}"
                     + (" (too many requests)" if status == 429 else ""),
-                    aspect="server", status=status,
+                    aspect="server", status=status, retry_after=retry_after,
                 )
-            if not isinstance(failure, AutomateUnavailable) or attempt >= self.settings.retries:
+            if not isinstance(failure, AutomateUnavailable) or attempt >= limit:
                 raise failure
             delay = self._backoff(attempt, retry_after)
             attempt += 1
@@ -543,6 +568,104 @@ class AutomateClient:
         """Pages of discovered network devices."""
         return self._typed_pages(f"{self.api_v1}/NetworkDevices", NetworkDevice.reader(fields),
                                  what="NetworkDevices", order_by="Id asc")
+
+    async def ticket_page(self, condition: str) -> list[AutomateTicket | Bad]:
+        """The first page of tickets matching ``condition`` by TicketId: callers page by
+        keyset (`TicketId > last`), which does not shift while tickets change."""
+        data = await self.get_json(
+            f"{self.api_v1}/Tickets",
+            params={"page": 1, "pageSize": self.settings.page_size, "condition": condition,
+                    "orderBy": "TicketId asc"},
+            what="Tickets",
+        )
+        if not isinstance(data, list):
+            raise AutomateRejected("Tickets: expected a list", aspect="server")
+        return read_all(data, AutomateTicket.from_api)
+
+    # -- scripts ------------------------------------------------------------------------
+
+    async def scripts(self, name_like: str | None = None) -> list[Script | Bad]:
+        """Scripts, optionally those whose name contains ``name_like`` (`GET Scripts`)."""
+        condition = None
+        if name_like:
+            condition = f"Name like '%{_condition_text(name_like)}%'"
+        out: list[Script | Bad] = []
+        async for page in self._typed_pages(f"{self.api_v1}/Scripts", Script.from_api,
+                                            what="Scripts", condition=condition,
+                                            order_by="Id asc"):
+            out.extend(page)
+        return out
+
+    async def run_script(self, launch: ScriptLaunch, *, reference: str) -> LaunchResult:
+        """Launch a script now (`POST Batch/ScriptExecute`), exactly once.
+
+        Never retried here: 429/5xx/connection failures raise AutomateUnavailable
+        (nothing was launched, ``retry_after`` set when the server asked for a
+        wait), a refusal raises AutomateRejected, and a lost answer raises
+        AutomateAnswerLost. ``reference`` travels as `X-Alertd-Reference`, so
+        proxies' and Automate's logs can tie the launch to its outbox entry.
+        """
+        what = f"launch of script {launch.script_id} on {launch.entity_type} {launch.entity_id}"
+        response = await self._send(
+            "POST", f"{self.api_v1}/Batch/ScriptExecute", json_body=launch.body(self._clock.now()),
+            what=what, effectful=True, headers={"X-Alertd-Reference": reference},
+        )
+        self._raise_for_status(response, what)
+        try:
+            return LaunchResult.from_api(self._json(response, what))
+        except RecordInvalid as error:
+            raise AutomateRejected(f"{what}: {error}", aspect="server") from error
+
+    async def script_history(
+        self, computer_id: int, *, script_id: int | None = None, after_id: int = 0,
+    ) -> list[HistoryEntry | Bad]:
+        """Script runs on a computer after history row ``after_id``, oldest first."""
+        terms = [f"Id > {int(after_id)}"]
+        if script_id is not None:
+            terms.append(f"ScriptId = {int(script_id)}")
+        out: list[HistoryEntry | Bad] = []
+        async for page in self._typed_pages(
+            f"{self.api_v1}/Computers/{int(computer_id)}/ScriptHistory", HistoryEntry.from_api,
+            what=f"script history of computer {computer_id}", condition=" and ".join(terms),
+            order_by="Id asc",
+        ):
+            out.extend(page)
+        return out
+
+    async def latest_history_id(self, computer_id: int) -> int:
+        """The id of the newest script history row of a computer (0 when it has none)."""
+        data = await self.get_json(
+            f"{self.api_v1}/Computers/{int(computer_id)}/ScriptHistory",
+            params={"page": 1, "pageSize": 1, "orderBy": "Id desc"},
+            what=f"script history of computer {computer_id}",
+        )
+        if not isinstance(data, list):
+            raise AutomateRejected("ScriptHistory: expected a list", aspect="server")
+        if not data or not isinstance(data[0], Mapping):
+            return 0
+        return int(parse_id(data[0].get("Id")))
+
+
+def _condition_text(value: str) -> str:
+    """A value for a quoted condition literal: quotes doubled, wildcards kept literal."""
+    return value.replace("'", "''")
+
+
+def _may_have_been_sent(error: httpx.HTTPError) -> bool:
+    """Whether the server may have received the request: anything but a failure to connect."""
+    return not isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
+                          | httpx.UnsupportedProtocol)
+
+
+def _route_label(method: str, url: str, bases: tuple[str, ...]) -> str:
+    """`POST Batch/ScriptExecute`, `GET Computers/{id}/Printers`: a bounded metric label."""
+    path = url
+    for base in bases:
+        if url.startswith(base):
+            path = ("v2/" if base.endswith("v2") else "") + url[len(base):].lstrip("/")
+            break
+    parts = ["{id}" if part.isdigit() else part for part in path.split("?", 1)[0].split("/")]
+    return f"{method} {'/'.join(parts)}"
 
 
 def _ssl_error(error: BaseException) -> ssl.SSLError | None:

@@ -14,7 +14,19 @@ import click
 import typer
 
 from alertd import __version__
-from alertd.cli import assets, automate, db, ingest, mailboxes, messages, rules, run, smtp, tickets
+from alertd.cli import (
+    assets,
+    automate,
+    db,
+    ingest,
+    mailboxes,
+    messages,
+    outbox,
+    rules,
+    run,
+    smtp,
+    tickets,
+)
 from alertd.cli.common import STATE, err_console
 from alertd.errors import AlertdError, exit_code_for
 
@@ -35,6 +47,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(smtp.app, name="smtp")
 app.add_typer(automate.app, name="automate")
 app.add_typer(mailboxes.app, name="mailboxes")
+app.add_typer(outbox.app, name="outbox")
 
 
 def _version(value: bool) -> None:

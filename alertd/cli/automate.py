@@ -1,9 +1,10 @@
-"""`alertd automate check` and `alertd automate import` (SPEC R5.1-R5.4).
+"""`alertd automate check|import|scripts` (SPEC R5.1-R5.5).
 
 `check` prints one line each for URL, TLS, credentials, ClientId and
 permissions. `import clients|users|assets|all [--dry-run]` shows rich
 progress bars on a terminal and plain lines otherwise, then a report per
 kind: created, updated, unchanged, skipped and failed, with reasons.
+`scripts [--name PATTERN]` lists candidate Ticket Finish scripts.
 
 Exit status: 0 when everything ran, 78 for a configuration problem (a
 refused kind, URL, TLS, password, MFA user, ClientId), 75 when Automate
@@ -27,6 +28,7 @@ from alertd.assets.importer import Importer
 from alertd.automate.check import run_checks
 from alertd.automate.client import AutomateClient
 from alertd.automate.fields import AutomateKind
+from alertd.automate.scripts import Script
 from alertd.cli.common import (
     OutputFormat,
     console,
@@ -224,3 +226,37 @@ def print_report(report: ImportReport) -> None:
     console.print(f"{report.requests} requests to Automate in {report.seconds:.1f} s",
                   markup=False)
 
+
+
+@app.command("scripts")
+def scripts(
+    name: Annotated[str | None, typer.Option(
+        "--name", help="Only scripts whose name contains this (e.g. 'Ticket Finish').",
+    )] = None,
+    output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = (
+        OutputFormat.table
+    ),
+) -> None:
+    """List scripts that could finish tickets, with their ids, folders and parameters."""
+    automate = _automate()
+
+    async def go() -> list[Script]:
+        async with AutomateClient(automate) as client:
+            return [s for s in await client.scripts(name_like=name) if isinstance(s, Script)]
+
+    found = run(go())
+    if output is OutputFormat.json:
+        emit_json([{"id": s.id, "name": s.name, "folder": s.folder,
+                    "parameters": list(s.parameters), "computer_script": s.is_computer_script,
+                    "maintenance_script": s.is_maintenance_script, "comments": s.comments}
+                   for s in found])
+        return
+    emit_table(f"Automate scripts{f' named like {name!r}' if name else ''}",
+               ["id", "name", "folder", "parameters", "target"],
+               ([s.id, s.name, s.folder, ", ".join(s.parameters),
+                 "computer" if s.is_computer_script else "ticket / other"] for s in found))
+    if found:
+        console.print("Use one in alertd.yaml under automate.finish.scripts, e.g. "
+                      f"`- id: {found[0].id}` with its parameters as templates.", markup=False)
+    else:
+        console.print("no scripts found", markup=False)

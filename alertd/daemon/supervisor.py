@@ -26,8 +26,10 @@ from alertd.daemon.reloader import RulesReloader
 from alertd.daemon.systemd import SystemdNotifier, Watchdog
 from alertd.errors import EX_FAILURE, EX_OK, AlertdError
 from alertd.logs import get_logger
+from alertd.outbox.worker import OutboxWorker
 from alertd.runtime import Runtime, open_runtime
 from alertd.settings import Settings
+from alertd.sources.automate_tickets import automate_ticket_poller
 from alertd.sources.imap import imap_components
 from alertd.sources.smtp import SmtpListener, smtp_components
 from alertd.web.app import Health, create_app
@@ -82,6 +84,12 @@ class Supervisor:
                 scheduler = import_scheduler(runtime, client)
                 if scheduler is not None:
                     components.append(scheduler)
+                components.append(OutboxWorker(
+                    store=runtime.outbox, client=client, settings=self.settings.automate.finish,
+                    clock=runtime.clock))
+                poller = automate_ticket_poller(runtime, client)
+                if poller is not None:
+                    components.append(poller)
             web = self._web(runtime, reloader)
             if web is not None:
                 try:

@@ -16,14 +16,18 @@ memory, and writes everything back in a few statements. Writers of the same
 key take turns on a database lock (advisory on PostgreSQL, the single
 writer on SQLite), and a partial unique index allows one open ticket per
 key whatever happens, so dedup holds across workers and instances.
+
+A resolution (by a recovery, a person or the API) also queues the
+configured Ticket Finish launches through a `FinishQueue`, in the same
+transaction, so the two commit together (R5.5).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -45,6 +49,14 @@ KEY_CHUNK = 500
 
 class TicketStateError(AlertdError):
     """A status change that the ticket's current status does not allow."""
+
+
+class FinishQueue(Protocol):
+    """Where resolved tickets' Ticket Finish launches are queued (the outbox)."""
+
+    async def enqueue(self, session: AsyncSession, tickets: Sequence[tuple[int, str]]) -> int:
+        """Queue launches for ``(ticket id, technician)`` pairs in ``session``'s transaction."""
+        ...
 
 
 @dataclass(slots=True)
@@ -98,10 +110,14 @@ class _Event:
 class TicketBook:
     """The tickets one batch of alerts can touch, changed in memory and written once."""
 
-    def __init__(self, session: AsyncSession, *, reopen_window: timedelta, clock: Clock) -> None:
+    def __init__(self, session: AsyncSession, *, reopen_window: timedelta, clock: Clock,
+                 finisher: FinishQueue | None = None) -> None:
         self.session = session
         self.reopen_window = reopen_window
         self.clock = clock
+        self.finisher = finisher
+        self._finishing: list[TicketState] = []
+        """Tickets this batch resolved: their finish launches are queued on write."""
         self._open: dict[str, TicketState] = {}
         self._resolved: dict[str, TicketState] = {}
         self._touched: list[TicketState] = []
@@ -201,6 +217,12 @@ class TicketBook:
                 for e in self._events
             ])
             self._events.clear()
+        if self._finishing:
+            finishing = [(t.id, "alert") for t in self._finishing
+                         if t.id is not None and t.status == "resolved"]
+            self._finishing.clear()
+            if self.finisher is not None and finishing:
+                await self.finisher.enqueue(self.session, finishing)
 
     # -- problems ----------------------------------------------------------------
 
@@ -268,6 +290,7 @@ class TicketBook:
                 "alert_type": decision.alert_type, "dedup_key": key,
                 "fields": dict(decision.fields), "closed_at": None,
                 "finish_scripts": spec.finish_scripts, "created_at": now,
+                "automate_ticket_id": _automate_ticket_id(decision.fields),
             },
         )
         self._touched.append(ticket)
@@ -283,6 +306,7 @@ class TicketBook:
             ticket.resolution = "recovered"
             ticket.last_seen = max(at, recovered)
             self._resolved[key] = ticket
+            self._finishing.append(ticket)
             self._event(ticket, "resolved", recovered, None,
                         "resolved by a recovery that was processed before this problem")
             return Applied("new_ticket", ticket, f"{spec.summary} (already recovered)")
@@ -311,6 +335,7 @@ class TicketBook:
         self._touch(ticket)
         del self._open[key]
         self._resolved[key] = ticket
+        self._finishing.append(ticket)
         self._event(ticket, "resolved", at, message_id, "resolved by recovery")
         return Applied("resolved", ticket, "resolved by recovery")
 
@@ -332,13 +357,16 @@ def _changed(ticket: TicketState) -> dict[str, Any]:
 class TicketService:
     """Changes people make to tickets, each inside the caller's transaction."""
 
-    def __init__(self, *, reopen_window: timedelta, clock: Clock) -> None:
+    def __init__(self, *, reopen_window: timedelta, clock: Clock,
+                 finisher: FinishQueue | None = None) -> None:
         self.reopen_window = reopen_window
         self.clock = clock
+        self.finisher = finisher
 
     def book(self, session: AsyncSession) -> TicketBook:
         """A ticket book for applying a batch of alerts in ``session``."""
-        return TicketBook(session, reopen_window=self.reopen_window, clock=self.clock)
+        return TicketBook(session, reopen_window=self.reopen_window, clock=self.clock,
+                          finisher=self.finisher)
 
     async def link_unmatched(self, session: AsyncSession, resolver: AssetResolver) -> int:
         """Link tickets opened for unknown assets to assets that have arrived since (R4.1).
@@ -396,34 +424,48 @@ class TicketService:
     async def resolve(
         self, session: AsyncSession, ticket_id: int, *, note: str | None, actor: str
     ) -> None:
-        """Resolve an open ticket by hand."""
+        """Resolve an open ticket by hand; its Ticket Finish launches are queued with it."""
         now = self.clock.now()
         await self._change_status(
             session, ticket_id, allowed=("open",), actor=actor,
             values={"status": "resolved", "resolved_at": now, "resolution": note or "resolved"},
             kind="resolved", detail=f"resolved by {actor}" + (f": {note}" if note else ""),
         )
+        if self.finisher is not None:
+            await self.finisher.enqueue(session, [(ticket_id, actor)])
 
     async def close(self, session: AsyncSession, ticket_id: int, *, actor: str,
                     note: str | None = None) -> None:
-        """Close a ticket for good: a later problem opens a new one."""
+        """Close a ticket for good: a later problem opens a new one.
+
+        Closing an open ticket ends it as resolving would, so its Ticket Finish
+        launches are queued too (a resolved ticket already had them).
+        """
         now = self.clock.now()
-        await self._change_status(
+        previous = await self._change_status(
             session, ticket_id, allowed=("open", "resolved"), actor=actor,
             values={"status": "closed", "closed_at": now},
             kind="closed", detail=f"closed by {actor}" + (f": {note}" if note else ""),
         )
+        if previous == "open" and self.finisher is not None:
+            await session.execute(update(Ticket).where(Ticket.id == ticket_id).values(
+                resolved_at=now, resolution=note or "closed"))
+            await self.finisher.enqueue(session, [(ticket_id, actor)])
 
     async def _change_status(
         self, session: AsyncSession, ticket_id: int, *, allowed: tuple[str, ...],
         actor: str, values: dict[str, Any], kind: str, detail: str,
-    ) -> None:
+    ) -> str:
+        """Change the status; returns the status it had."""
         key = (await session.execute(
             select(Ticket.dedup_key).where(Ticket.id == ticket_id)
         )).scalar()
         if key is None:
             raise NotFound(f"no ticket {ticket_id}")
         await lock_names(session, [f"ticket-key:{key}"])
+        previous = (await session.execute(
+            select(Ticket.status).where(Ticket.id == ticket_id)
+        )).scalar_one()
         now = self.clock.now()
         result = await session.execute(
             update(Ticket)
@@ -443,6 +485,15 @@ class TicketService:
         session.add(TicketEvent(ticket_id=ticket_id, at=now, recorded_at=now, kind=kind,
                                 actor=actor, message_id=None, detail=detail))
         await session.flush()
+        return str(previous)
+
+
+def _automate_ticket_id(fields: Any) -> int | None:
+    """An Automate ticket id the alert named (API alerting, or a mail that carries it)."""
+    value = fields.get("automate_ticket_id") if hasattr(fields, "get") else None
+    if isinstance(value, str) and value.strip().isdigit() and 0 < int(value) < 2**63:
+        return int(value)
+    return None
 
 
 def _ago(delta: timedelta) -> str:
