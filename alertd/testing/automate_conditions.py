@@ -7,6 +7,13 @@ and parentheses; strings in single or double quotes, numbers, `true` and
 `false`, and unquoted ISO timestamps; dotted paths into nested objects
 (`Client.Id = 27`). A field the resource does not have is refused, as the
 real server answers "Invalid field".
+
+Time stamps compare by time, not by their text: an unquoted stamp
+(`UpdateDate > 2025-06-02T10:15:31`, as automate-api.md §5 pitfall 10
+advises), a quoted one (`'2025-06-02T10:15:31'`) and a record's stamp are
+all read as moments, with or without fractional seconds, so
+`…:31` equals `…:31.000` and precedes `…:31.5`. Naive stamps are server
+time (UTC here); a stamp with a zone is converted to it.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 Predicate = Callable[[Mapping[str, Any]], bool]
@@ -29,6 +37,21 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _KEYWORDS = {"and", "or", "not", "like", "contains", "in", "eq", "true", "false", "null"}
+_STAMP = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?")
+
+
+def parse_stamp(text: str) -> datetime | None:
+    """The naive server-time moment ``text`` names, or None when it is not a stamp."""
+    if _STAMP.fullmatch(text.strip()) is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
 
 
 class ConditionError(ValueError):
@@ -60,6 +83,10 @@ def _tokens(source: str) -> list[_Token]:
             value = text[1:-1].replace(quote * 2, quote)
         elif kind == "number":
             value = float(text) if "." in text else int(text)
+        elif kind == "stamp":
+            value = parse_stamp(text)
+            if value is None:
+                raise ConditionError(f"not a valid date and time: {text!r}")
         elif kind == "word" and text.lower() in _KEYWORDS:
             kind, value = "keyword", text.lower()
             if value in {"true", "false"}:
@@ -193,7 +220,8 @@ def _both(left: Predicate, right: Predicate) -> Predicate:
 
 
 def _normal(value: Any) -> Any:
-    if isinstance(value, bool) or value is None:
+    """A comparable form: numbers as floats, stamps as moments, other text lower-cased."""
+    if isinstance(value, bool) or value is None or isinstance(value, datetime):
         return value
     if isinstance(value, int | float):
         return float(value)
@@ -201,7 +229,9 @@ def _normal(value: Any) -> Any:
     try:
         return float(text)
     except ValueError:
-        return text.lower()
+        pass
+    moment = parse_stamp(text) if text[:1].isdigit() else None
+    return moment if moment is not None else text.lower()
 
 
 def _compare(path: list[str], operator: str, expected: Any) -> Predicate:

@@ -2,7 +2,11 @@
 
 It serves, under `/cwa/api/v1` (and `/cwa/api/v2/Contacts`), the routes
 alertd uses, with records that validate against the published OpenAPI
-subset, and it behaves as the facts page says a real server does:
+subset: clients, locations, contacts, computers, printers, routers, network
+devices, tickets (`Tickets`, `Tickets/{id}`), scripts (`Scripts`), script
+history (`Computers/{id}/ScriptHistory`) and script launches
+(`POST Batch/ScriptExecute`, see `automate_scripts`). It behaves as the
+facts page says a real server does:
 
 - `POST apitoken` checks the user and password (keys matched without case),
   answers an MFA user with 200, an empty `AccessToken` and
@@ -15,16 +19,22 @@ subset, and it behaves as the facts page says a real server does:
   when `pageSize` is absent, since the real default is unknown), filtered by
   `condition` (see `automate_conditions`), ordered by `orderBy`, projected by
   `includeFields`/`excludeFields`;
+- a launch answers per entity (`ContainsUnsuccessfulResults` for an unknown
+  or refused script or entity), writes a script history row on the computer
+  concerned, and, for the Ticket Finish scripts, finishes the ticket;
 - switchable faults (`Faults`): 500s, 429s with `Retry-After`, slow
-  answers, tokens that expire mid-run, and an HTML login page instead of
-  JSON.
+  answers, tokens that expire mid-run, an HTML login page instead of JSON,
+  and launches whose answer is lost after they took effect.
 
 Each exchange can be recorded (`AutomateApp.exchanges`) so tests can check
-every request body and record against the OpenAPI subset.
+every request body and record against the OpenAPI subset; every launch
+request is kept in `AutomateApp.launches` with its `X-Alertd-Reference`
+header, so tests can prove no reference was launched twice.
 
 Run it by hand for a demo::
 
-    python -m alertd.testing.automate_server --port 8043 --computers 200 --printers 40
+    python -m alertd.testing.automate_server --port 8043 --computers 200 --printers 40 \
+        --tickets 30
 
 It prints the `automate:` settings to point alertd at it.
 """
@@ -49,8 +59,40 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
-from alertd.testing.automate_conditions import ConditionError, compile_condition, lookup
-from alertd.testing.automate_data import AutomateData, Record, contact_v1, generate
+from alertd.testing.automate_conditions import (
+    ConditionError,
+    compile_condition,
+    lookup,
+    parse_stamp,
+)
+from alertd.testing.automate_data import (
+    SCRIPT_FIELDS,
+    SCRIPT_HISTORY_FIELDS,
+    TICKET_FIELDS,
+    TICKET_FINISH_ID,
+    TICKET_FINISH_WITH_COMMENT_ID,
+    AutomateData,
+    Record,
+    contact_v1,
+    format_stamp,
+    generate,
+)
+from alertd.testing.automate_scripts import (
+    BadLaunch,
+    Launch,
+    Running,
+    ScriptPolicy,
+    edit_ticket,
+    parse_launch,
+    run_launch,
+    settle,
+)
+
+__all__ = [
+    "DEFAULT_CLIENT_ID", "DEFAULT_PAGE_SIZE", "LOGIN_PAGE", "MAX_PAGE_SIZE", "REFERENCE_HEADER",
+    "AutomateApp", "AutomateUser", "Exchange", "Faults", "Launch", "RunningServer", "main",
+    "serve",
+]
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 25
@@ -62,6 +104,8 @@ LOGIN_PAGE = (
 )
 
 SCHEMA = "#/components/schemas/"
+REFERENCE_HEADER = "X-Alertd-Reference"
+"""The request header carrying the client's idempotency reference for a launch."""
 
 
 @dataclass
@@ -99,6 +143,10 @@ class Faults:
     """Every route, login included, answers 302 to this address (a sign-in page)."""
     only_path: str | None = None
     """Apply the counted faults only to paths containing this text (lower case)."""
+    lose_answer_next: int = 0
+    """The next N accepted launches take full effect, then their answer is held back."""
+    lose_answer_seconds: float = 30.0
+    """How long a lost answer is held (a client with a shorter timeout gives up)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +167,7 @@ class _Token:
     expires: float
 
 
-Handler = Callable[[Request, "AutomateUser", dict[str, str]], Any]
+Handler = Callable[[Request, "AutomateUser", dict[str, str], Any], Any]
 
 
 @dataclass
@@ -143,6 +191,22 @@ class AutomateApp:
     in_flight: int = 0
     max_in_flight: int = 0
     """The most requests this server was answering at once."""
+    launches: list[Launch] = field(default_factory=list)
+    """Every `Batch/ScriptExecute` request, answered or not (`reset()` keeps them)."""
+    refused_script_ids: set[int] = field(default_factory=set)
+    """Scripts the API user may not run: every entity of their launches is refused."""
+    script_states: dict[int, str] = field(default_factory=dict)
+    """The `State` a script's runs end in (default `Success`); `Failure` finishes nothing."""
+    history_delay: float = 0.0
+    """Seconds of server time a new script history row shows `Running`."""
+    finish_script_ids: set[int] = field(
+        default_factory=lambda: {TICKET_FINISH_ID, TICKET_FINISH_WITH_COMMENT_ID})
+    """Scripts that finish tickets (the Ticket Finish scripts of §6.8)."""
+    finished_status: dict[str, Any] = field(
+        default_factory=lambda: {"Id": 4, "Name": "Resolved"})
+    """The ticket `Status` a Ticket Finish script sets (the real one is unknown, §3.7)."""
+    _running: list[Running] = field(default_factory=list)
+    _stopping: asyncio.Event | None = None
     _tokens: dict[str, _Token] = field(default_factory=dict)
     _counted: int = 0
     _cache: dict[tuple[Any, ...], list[Record]] = field(default_factory=dict)
@@ -171,6 +235,39 @@ class AutomateApp:
         """Every token issued so far (to check that none reaches a log)."""
         return list(self._tokens)
 
+    def launches_for(self, reference: str) -> list[Launch]:
+        """The launch requests that carried this idempotency reference."""
+        return [launch for launch in self.launches if launch.reference == reference]
+
+    def is_finished(self, ticket_id: int) -> bool:
+        """Whether the ticket has the finished status (KeyError when absent)."""
+        status = self.data.ticket(ticket_id).get("Status") or {}
+        return bool(status.get("Id") == self.finished_status.get("Id"))
+
+    def update_ticket(self, ticket_id: int, *, comment: str | None = None,
+                      status: tuple[int, str] | None = None, subject: str | None = None
+                      ) -> Record:
+        """Change a ticket as a technician or a monitor would; UpdateDate becomes now."""
+        return edit_ticket(self.data, ticket_id, when=format_stamp(self.now()),
+                           comment=comment, status=status, subject=subject)
+
+    def script_history(self, computer_id: int | str) -> list[Record]:
+        """A computer's script history rows as the route would show them now."""
+        self._settle()
+        return list(self.data.script_history.get(str(computer_id), []))
+
+    def _settle(self) -> None:
+        if self._running:
+            self._running = settle(self.data, self._running, self.now())
+
+    async def _hold(self, seconds: float) -> None:
+        """Sit on a lost answer, but not past the end of `serve()` (so it stops promptly)."""
+        if self._stopping is None:
+            await asyncio.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
     # -- dispatch -------------------------------------------------------------------
 
     async def _dispatch(self, request: Request, version: str, rest: str) -> Response:
@@ -182,6 +279,7 @@ class AutomateApp:
             except ValueError:
                 body = raw.decode("utf-8", "replace")
         query = dict(request.query_params.items())
+        at = self.now()
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -189,6 +287,12 @@ class AutomateApp:
                                                           query)
         finally:
             self.in_flight -= 1
+        if _is_launch(request.method, version, rest):
+            lost = bool(getattr(request.state, "lose_answer", False))
+            self.launches.append(Launch(body=body, reference=request.headers.get(
+                REFERENCE_HEADER), status=status, answered=not lost, at=at))
+            if lost:
+                await self._hold(self.faults.lose_answer_seconds)
         if isinstance(payload, bytes):
             content, media = payload, "text/html; charset=utf-8"
         else:
@@ -225,15 +329,17 @@ class AutomateApp:
         fault = await self._fault(rest.lower())
         if fault is not None:
             return fault
+        self._settle()
         route = self._route(version, parts, method)
         if route is None:
             return 404, {"Message": "No HTTP resource was found that matches the request URI "
                                     f"'{request.url}'."}, {}
         resource, handler = route
         if resource in user.denied:
-            return 403, {"Message": f"User does not have permission to read {resource}."}, {}
+            verb = "read" if method == "GET" else "use"
+            return 403, {"Message": f"User does not have permission to {verb} {resource}."}, {}
         try:
-            return 200, handler(request, user, query), {}
+            return 200, handler(request, user, query, body), {}
         except _Refused as refused:
             return refused.status, {"Message": refused.message}, {}
 
@@ -311,6 +417,8 @@ class AutomateApp:
 
     def _route(self, version: str, parts: list[str], method: str
                ) -> tuple[str, Handler] | None:
+        if method == "POST" and version == "v1" and parts == ["batch", "scriptexecute"]:
+            return "batch", self._launch
         if method != "GET":
             return None
         data = self.data
@@ -327,7 +435,10 @@ class AutomateApp:
                 "computers": (lambda: data.computers, "Id"),
                 "routers": (lambda: data.routers, "Id"),
                 "networkdevices": (lambda: data.network_devices, "Id"),
+                "tickets": (lambda: data.tickets, "TicketId"),
+                "scripts": (lambda: data.scripts, "Id"),
             }
+            fields = {"tickets": TICKET_FIELDS, "scripts": SCRIPT_FIELDS}
             if name == "patchinformation":
                 return "system", lambda *_: {
                     "WebServerPatchVersion": "2025.5.0.5", "DBAgentServerPatchVersion": "2025.5",
@@ -336,11 +447,18 @@ class AutomateApp:
                 }
             if name in lists:
                 source, id_key = lists[name]
-                return name, self._lister(name, source, id_key)
+                return name, self._lister(name, source, id_key,
+                                          fields.get(name, frozenset()))
             return None
         if len(parts) == 2 and parts[0] == "clients" and parts[1].isdigit():
             wanted = parts[1]
             return "clients", lambda *_: self._one(data.clients, wanted)
+        if len(parts) == 2 and parts[0] == "tickets" and parts[1].isdigit():
+            return "tickets", self._ticket(int(parts[1]))
+        if len(parts) == 3 and parts[0] == "computers" and parts[2] == "scripthistory":
+            if not parts[1].isdigit():
+                return None
+            return "computers", self._history(str(int(parts[1])))
         if len(parts) == 3 and parts[0] == "computers" and parts[2] == "printers":
             owner = parts[1]
             if not owner.isdigit():
@@ -355,15 +473,62 @@ class AutomateApp:
                 return record
         raise _Refused(404, f"No record with id {wanted}.")
 
-    def _lister(self, name: str, source: Callable[[], list[Record]], id_key: str) -> Handler:
-        def handle(_request: Request, _user: AutomateUser, query: dict[str, str]
+    def _ticket(self, ticket_id: int) -> Handler:
+        def handle(_request: Request, _user: AutomateUser, query: dict[str, str], _body: Any
+                   ) -> Record:
+            try:
+                record = self.data.ticket(ticket_id)
+            except KeyError:
+                raise _Refused(404, f"Ticket {ticket_id} was not found.") from None
+            return _Options.parse(query, self.default_page_size).project(record)
+
+        return handle
+
+    def _history(self, computer_id: str) -> Handler:
+        lister = self._lister(f"history:{computer_id}",
+                              lambda: self.data.script_history.get(computer_id, []), "Id",
+                              SCRIPT_HISTORY_FIELDS)
+
+        def handle(request: Request, user: AutomateUser, query: dict[str, str], body: Any
+                   ) -> Any:
+            try:
+                self.data.computer(computer_id)
+            except KeyError:
+                raise _Refused(404, f"Computer {computer_id} was not found.") from None
+            return lister(request, user, query, body)
+
+        return handle
+
+    def _launch(self, request: Request, user: AutomateUser, _query: dict[str, str], body: Any
+                ) -> Record:
+        """Run a launch; an accepted one may be marked to have its answer lost."""
+        try:
+            launch = parse_launch(body)
+        except BadLaunch as problem:
+            raise _Refused(400, str(problem)) from None
+        policy = ScriptPolicy(
+            user=user.username, at=self.now(),
+            refused_script_ids=frozenset(self.refused_script_ids),
+            script_states=dict(self.script_states),
+            finish_script_ids=frozenset(self.finish_script_ids),
+            finished_status=dict(self.finished_status), history_delay=self.history_delay)
+        answer, running = run_launch(self.data, launch, policy)
+        self._running.extend(running)
+        if self.faults.lose_answer_next > 0:
+            self.faults.lose_answer_next -= 1
+            request.state.lose_answer = True
+        return answer
+
+    def _lister(self, name: str, source: Callable[[], list[Record]], id_key: str,
+                fields: frozenset[str] = frozenset()) -> Handler:
+        def handle(_request: Request, _user: AutomateUser, query: dict[str, str], _body: Any
                    ) -> list[Record]:
             options = _Options.parse(query, self.default_page_size)
             cache_key = (name, self.data.version, options.condition, options.order_by,
                          options.ids)
             rows = self._cache.get(cache_key)
             if rows is None:
-                rows = self._select(source(), options, id_key)
+                rows = self._select(source(), options, id_key, fields)
                 if len(self._cache) > 256:
                     self._cache.clear()
                 self._cache[cache_key] = rows
@@ -372,10 +537,11 @@ class AutomateApp:
 
         return handle
 
-    def _select(self, records: list[Record], options: _Options, id_key: str) -> list[Record]:
+    def _select(self, records: list[Record], options: _Options, id_key: str,
+                fields: frozenset[str] = frozenset()) -> list[Record]:
         rows = records
         if options.condition:
-            known = {key for record in records[:50] for key in record} | {id_key}
+            known = {key for record in records[:50] for key in record} | {id_key} | fields
             try:
                 predicate = compile_condition(options.condition, known)
             except ConditionError as error:
@@ -454,13 +620,23 @@ class _Options:
                 if (not self.include or key in self.include) and key not in self.exclude}
 
 
+def _is_launch(method: str, version: str, rest: str) -> bool:
+    return (method == "POST" and version.lower() == "v1"
+            and rest.strip("/").lower() == "batch/scriptexecute")
+
+
 def _sort_key(value: Any) -> tuple[int, Any]:
     if isinstance(value, bool) or value is None:
         return (0, str(value))
     if isinstance(value, int | float):
         return (1, float(value))
     text = str(value)
-    return (1, float(text)) if text.isdigit() else (2, text.lower())
+    if text.isdigit():
+        return (1, float(text))
+    moment = parse_stamp(text) if text[:1].isdigit() else None
+    if moment is not None:
+        return (2, moment.isoformat(timespec="microseconds"))
+    return (2, text.lower())
 
 
 class _QuietServer(uvicorn.Server):
@@ -494,6 +670,7 @@ async def serve(state: AutomateApp, *, host: str = "127.0.0.1", port: int = 0,
         timeout_graceful_shutdown=1,
     )
     server = _QuietServer(config)
+    state._stopping = asyncio.Event()
     task = asyncio.create_task(server.serve(sockets=[sock]), name="automate-server")
     try:
         while not server.started:
@@ -505,9 +682,11 @@ async def serve(state: AutomateApp, *, host: str = "127.0.0.1", port: int = 0,
         shown = "localhost" if ssl_certfile else host
         yield RunningServer(url=f"{scheme}://{shown}:{bound_port}", state=state)
     finally:
+        state._stopping.set()
         server.should_exit = True
         await task
         sock.close()
+        state._stopping = None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -524,6 +703,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--computers", type=int, default=20)
     parser.add_argument("--printers", type=int, default=5)
     parser.add_argument("--network-devices", type=int, default=0)
+    parser.add_argument("--tickets", type=int, default=0,
+                        help="open tickets to put on the computers")
     parser.add_argument("--token-lifetime", type=float, default=3600.0)
     parser.add_argument("--fail-every", type=int, default=0)
     parser.add_argument("--throttle-every", type=int, default=0)
@@ -535,7 +716,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     data = generate(clients=args.clients, locations_per_client=args.locations_per_client,
                     computers=args.computers, printers=args.printers,
-                    network_devices=args.network_devices)
+                    network_devices=args.network_devices, tickets=args.tickets)
     state = AutomateApp(
         data=data, users=[AutomateUser(args.user, args.password)],
         client_ids=frozenset({args.client_id}), token_lifetime=args.token_lifetime,
@@ -548,7 +729,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.write(
             f"local Automate: {len(data.clients)} clients, {len(data.locations)} locations, "
             f"{len(data.contacts)} contacts, {len(data.computers)} computers, "
-            f"{data.printer_count} printers, {len(data.routers)} routers\n"
+            f"{data.printer_count} printers, {len(data.routers)} routers, "
+            f"{len(data.tickets)} tickets, {len(data.scripts)} scripts\n"
             "alertd.yaml:\n"
             "  automate:\n"
             f"    url: {scheme}://{args.host}:{args.port}\n"

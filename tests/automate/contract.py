@@ -46,11 +46,30 @@ def _validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
     return jsonschema.Draft7Validator(root)
 
 
+def _request_body(operation: dict[str, Any]) -> dict[str, Any]:
+    """The operation's request body, following a `$ref` into `components/requestBodies`."""
+    body: dict[str, Any] = operation.get("requestBody", {})
+    reference = body.get("$ref")
+    if isinstance(reference, str):
+        resolved: dict[str, Any] = _spec()["components"]["requestBodies"][
+            reference.rsplit("/", 1)[-1]]
+        return resolved
+    return body
+
+
+def schema_errors(name: str, value: Any) -> list[str]:
+    """Why ``value`` does not fit the schema `components/schemas/<name>` (empty if it does)."""
+    assert name in _spec()["components"]["schemas"], f"no schema {name}"
+    validator = _validator({"$ref": f"#/components/schemas/{name}"})
+    return [f"{error.message} at {list(error.absolute_path)}"
+            for error in validator.iter_errors(value)]
+
+
 def check_exchange(exchange: Exchange) -> None:
     """Assert that the request body and a 200 answer of ``exchange`` fit the contract."""
     operation = _operation(exchange.method, exchange.path)
     if exchange.request_body is not None:
-        body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+        body = _request_body(operation).get("content", {}).get("application/json")
         assert body is not None, f"{exchange.method} {exchange.path} takes no JSON body"
         errors = list(_validator(body["schema"]).iter_errors(exchange.request_body))
         assert not errors, f"request to {exchange.path}: {errors[0].message}"
