@@ -7,6 +7,7 @@ each ticket's launches run in order.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -408,3 +409,29 @@ async def test_resolving_by_hand_queues_the_launch_with_the_technician(
         assert (await d.worker.drain()).by_result == {"launched": 1}
     (launch,) = automate_state.launches
     assert {"Key": "FinishBody", "Value": "alice: disk cleaned"} in launch.body["Parameters"]
+
+
+async def test_two_instances_draining_together_launch_each_entry_once(
+    daemon: Callable[..., Any], automate_state: AutomateApp, client_for: Callable[..., Any],
+) -> None:
+    """Two workers (as two instances would) drain twelve resolved tickets at the same time:
+    every entry is launched exactly once, whichever worker claims it."""
+    on_computer = {"id": 6401, "target": "computer", "parameters": {"TicketID": "{ticket_id}"}}
+    async with daemon(finish=finish(on_computer)) as d:
+        for number in range(12):
+            for status, minute in (("FAILED", 0), ("SUCCESS", 2)):
+                await deliver(d.runtime, automate_tagged(
+                    status, date=T0 + timedelta(minutes=minute), monitor=f"Check {number}"))
+        await process(d.runtime)
+        entries = await d.entries()
+        assert len(entries) == 12
+        settings = d.runtime.settings.automate
+        assert settings is not None
+        async with client_for(settings) as other_client:
+            other = OutboxWorker(store=d.runtime.outbox, client=other_client,
+                                 settings=settings.finish, clock=d.clock, worker="other")
+            reports = await asyncio.gather(d.worker.drain(), other.drain())
+        assert sum(r.handled for r in reports) == 12
+        assert {e["state"] for e in await d.entries()} == {"done"}
+    references = sorted(launch.reference for launch in automate_state.launches)
+    assert references == sorted(f"alertd-outbox-{e['id']}" for e in entries)
