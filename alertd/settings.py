@@ -641,10 +641,36 @@ class AutomateSettings(_Model):
 
 
 class LinkSettings(_Model):
-    """A "custom button": a URL template over the asset (R4.4)."""
+    """A "custom button": a URL template over the asset (R4.4).
 
-    name: str
+    Placeholders: `{automate_id}` (the asset's Automate computer id),
+    `{asset_id}`, `{asset_name}`, `{client}`, `{site}` and `{automate_url}`
+    (the server in `automate.url`); `{{` and `}}` are literal braces.
+    """
+
+    name: str = Field(min_length=1)
+    """The button's label."""
     url: str
+    """The template: an http(s) URL, or one starting with `{automate_url}`."""
+
+    @field_validator("url")
+    @classmethod
+    def _http_template(cls, value: str) -> str:
+        url = value.strip()
+        known = ("automate_id", "asset_id", "asset_name", "client", "site", "automate_url")
+        try:
+            fields = Template.parse(url).fields
+        except TemplateSyntaxError as error:
+            raise ValueError(str(error)) from None
+        unknown = sorted(fields - set(known))
+        if unknown:
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}} in {value!r}; known: "
+                             + ", ".join(f"{{{name}}}" for name in known))
+        if not url.startswith("{automate_url}") and re.match(
+                r"^https?://[^/?#\s]", url, re.IGNORECASE) is None:
+            raise ValueError(f"link url must start with http://, https:// or {{automate_url}}, "
+                             f"not {value!r}")
+        return url
 
 
 class HttpSettings(_Model):

@@ -14,6 +14,7 @@ from alertd.cli.common import (
     emit_table,
     run,
 )
+from alertd.tickets.links import Links
 from alertd.tickets.views import TICKET_STATUSES, list_tickets, show_ticket
 
 app = typer.Typer(help="Alert tickets: list, show, resolve and close.", no_args_is_help=True)
@@ -54,11 +55,12 @@ def show(
     ticket_id: Annotated[int, typer.Argument(help="Ticket id.")],
     output: FormatOption = OutputFormat.table,
 ) -> None:
-    """Show one ticket with its history."""
+    """Show one ticket with its history, Automate actions and links."""
 
     async def go() -> None:
-        async with database_session() as (_, session):
-            detail = await show_ticket(session, ticket_id)
+        async with database_session() as (runtime, session):
+            detail = await show_ticket(session, ticket_id,
+                                       links=Links.from_settings(runtime.settings))
         if output is OutputFormat.json:
             emit_json(detail)
             return
@@ -74,11 +76,18 @@ def show(
             ("first seen", detail["first_seen"]), ("last seen", detail["last_seen"]),
             ("resolved at", detail["resolved_at"]), ("resolution", detail["resolution"]),
             ("fields", detail["fields"]),
+            *((f"link: {link['name']}", link["url"]) for link in detail["links"]),
         ])
         emit_table("History", ["at", "kind", "actor", "message", "detail"], (
             [h["at"], h["kind"], h["actor"], h["message_id"], h["detail"]]
             for h in detail["history"]
         ))
+        if detail["outbox"]:
+            emit_table("Automate actions", ["id", "action", "label", "state", "attempts",
+                                            "outcome", "last error", "finished"], (
+                [o["id"], o["action"], o["label"], o["state"], o["attempts"], o["outcome"],
+                 o["last_error"], o["finished_at"]] for o in detail["outbox"]
+            ))
 
     run(go())
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from alertd.daemon.systemd import SystemdNotifier
 from alertd.errors import RulesInvalid
 from alertd.logs import get_logger
+from alertd.metrics import RULE_RELOADS, RULES_LAST_RELOAD_SUCCESS
 from alertd.rules.holder import RulesHolder
 
 log = get_logger(__name__)
@@ -32,6 +33,10 @@ class RulesReloader:
         self.requested = requested
         self.notifier = notifier
         self.state = ReloadState()
+        # The rules in hand loaded at start-up; show both results from zero.
+        RULES_LAST_RELOAD_SUCCESS.set(1)
+        for result in ("success", "failure"):
+            RULE_RELOADS.labels(result=result)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Reload each time it is asked to, until stopping."""
@@ -61,12 +66,16 @@ class RulesReloader:
             self.notifier.notify("READY=1")
         if refused is not None:
             self.state = ReloadState(last_ok=False, problems=len(refused.problems))
+            RULE_RELOADS.labels(result="failure").inc()
+            RULES_LAST_RELOAD_SUCCESS.set(0)
             for problem in refused.problems:
                 log.error("rules.problem", problem=problem.render())
             log.error("rules.reload_refused", problems=len(refused.problems),
                       kept_version=old.version)
             return
         self.state = ReloadState()
+        RULE_RELOADS.labels(result="success").inc()
+        RULES_LAST_RELOAD_SUCCESS.set(1)
         log.info("rules.reloaded", version=fresh.version, previous=old.version,
                  senders=len(fresh.senders), alert_types=len(fresh.alert_types),
                  ticket_types=len(fresh.ticket_types))

@@ -32,7 +32,10 @@ from alertd.settings import Settings
 from alertd.sources.automate_tickets import automate_ticket_poller
 from alertd.sources.imap import imap_components
 from alertd.sources.smtp import SmtpListener, smtp_components
+from alertd.tickets.links import Links
 from alertd.web.app import Health, create_app
+from alertd.web.auth import load_token
+from alertd.web.common import Api
 from alertd.web.server import WebServer
 
 log = get_logger(__name__)
@@ -117,12 +120,14 @@ class Supervisor:
         if self.settings.http is None:
             return None
         holder = runtime.load_rules()
+        api = Api(runtime=runtime, links=Links.from_settings(self.settings),
+                  token=load_token(self.settings.http))
         app = create_app(Health(
             ready=lambda: self.ready and not self.stopping.is_set(),
             rules_version=lambda: holder.current.version,
             components=lambda: dict(self.states.states),
             last_reload_ok=lambda: reloader.state.last_ok,
-        ))
+        ), api)
         return WebServer(app, self.settings.http.listen)
 
     async def _supervise(

@@ -33,6 +33,7 @@ from alertd.inbox.pipeline import Incoming, Pipeline, Processed
 from alertd.inbox.store import Claimed, Completion, InboxStore
 from alertd.logs import get_logger
 from alertd.mail.parse import parse_mail
+from alertd.metrics import MESSAGES, PROCESSING_SECONDS
 from alertd.rules.engine import RuleSet
 from alertd.settings import InboxSettings
 
@@ -212,9 +213,15 @@ class InboxWorker:
                 await self.process_batch([claimed], report, [mail])
             return
         elapsed_ms = (time.perf_counter() - started) * 1000 / max(len(results), 1)
+        counts: dict[tuple[str, str], int] = {}
         for claimed, mail, completion in results:
             _log_processed(claimed, mail, completion, elapsed_ms)
             report.count(completion.state)
+            labels = (claimed.envelope.source, completion.state)
+            counts[labels] = counts.get(labels, 0) + 1
+            PROCESSING_SECONDS.observe(elapsed_ms / 1000)
+        for (source, state), count in counts.items():
+            MESSAGES.labels(source=source, state=state).inc(count)
 
     async def _run(
         self, work: list[tuple[Claimed, ParsedMail | ParseError]]
@@ -256,6 +263,7 @@ class InboxWorker:
         reason = f"error: {type(error).__name__}: {error}"
         log.error("message.processed", message_id=item.id, source=item.envelope.source,
                   state="failed", reason=reason, exc_info=error)
+        MESSAGES.labels(source=item.envelope.source, state="failed").inc()
         await self.store.fail_many([(item.id, reason, None)], self.name)
 
 

@@ -1,15 +1,16 @@
-"""Tickets as users see them: the list and show shapes of the CLI (and later the API)."""
+"""Tickets as users see them: the list and show shapes of the CLI and the HTTP API."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alertd.db.tables import Asset, Ticket, TicketEvent
+from alertd.db.tables import Asset, OutboxEntry, Ticket, TicketEvent
 from alertd.errors import NotFound
+from alertd.tickets.links import Links, LinkTarget
 
 TICKET_STATUSES = ("open", "resolved", "closed")
 
@@ -39,9 +40,21 @@ def _ticket_dict(ticket: Ticket, asset: tuple[int, str, str | None] | None) -> d
 
 
 async def list_tickets(
-    session: AsyncSession, *, status: str | None = None, limit: int | None = None
+    session: AsyncSession,
+    *,
+    status: str | None = None,
+    client: str | None = None,
+    asset_id: int | None = None,
+    alert_type: str | None = None,
+    text: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Tickets, newest first, optionally of one status."""
+    """Tickets, newest first, narrowed by whichever filters are given.
+
+    ``client`` compares names without case; ``text`` is a case-insensitive
+    substring of the summary (`%` and `_` are plain characters).
+    """
     query = (
         select(Ticket, Asset.id, Asset.name, Asset.automate_id)
         .outerjoin(Asset, Asset.id == Ticket.asset_id)
@@ -49,6 +62,16 @@ async def list_tickets(
     )
     if status is not None:
         query = query.where(Ticket.status == status)
+    if client is not None:
+        query = query.where(func.lower(Ticket.client_name) == func.lower(client))
+    if asset_id is not None:
+        query = query.where(Ticket.asset_id == asset_id)
+    if alert_type is not None:
+        query = query.where(Ticket.alert_type == alert_type)
+    if text:
+        query = query.where(Ticket.summary.icontains(text, autoescape=True))
+    if offset:
+        query = query.offset(offset)
     if limit is not None:
         query = query.limit(limit)
     rows = (await session.execute(query)).all()
@@ -58,21 +81,29 @@ async def list_tickets(
     ]
 
 
-async def show_ticket(session: AsyncSession, ticket_id: int) -> dict[str, Any]:
-    """One ticket with its details, fields and history."""
+async def show_ticket(
+    session: AsyncSession, ticket_id: int, *, links: Links | None = None
+) -> dict[str, Any]:
+    """One ticket with its details, fields, history, Automate actions and ``links``."""
     row = (await session.execute(
-        select(Ticket, Asset.id, Asset.name, Asset.automate_id)
+        select(Ticket, Asset.id, Asset.name, Asset.automate_id, Asset.automate_kind)
         .outerjoin(Asset, Asset.id == Ticket.asset_id)
         .where(Ticket.id == ticket_id)
     )).first()
     if row is None:
         raise NotFound(f"no ticket {ticket_id}")
-    ticket, asset_id, name, automate_id = row
+    ticket, asset_id, name, automate_id, automate_kind = row
     out = _ticket_dict(ticket, None if asset_id is None else (asset_id, name, automate_id))
     events = (await session.execute(
         select(TicketEvent).where(TicketEvent.ticket_id == ticket_id)
         .order_by(TicketEvent.id)
     )).scalars().all()
+    outbox = (await session.execute(
+        select(OutboxEntry).where(OutboxEntry.ticket_id == ticket_id).order_by(OutboxEntry.id)
+    )).scalars().all()
+    target = LinkTarget(asset_id=asset_id, asset_name=name, automate_kind=automate_kind,
+                        automate_id=automate_id, client=ticket.client_name,
+                        site=ticket.site_name)
     out.update({
         "details": ticket.details,
         "team": ticket.team,
@@ -92,5 +123,21 @@ async def show_ticket(session: AsyncSession, ticket_id: int) -> dict[str, Any]:
             }
             for event in events
         ],
+        "outbox": [
+            {
+                "id": entry.id,
+                "action": entry.action,
+                "label": entry.label,
+                "state": entry.state,
+                "attempts": entry.attempts,
+                "last_error": entry.last_error,
+                "outcome": entry.outcome,
+                "created_at": _iso(entry.created_at),
+                "finished_at": _iso(entry.finished_at),
+            }
+            for entry in outbox
+        ],
+        "links": [{"name": link.name, "url": link.url}
+                  for link in (links.render(target) if links is not None else [])],
     })
     return out

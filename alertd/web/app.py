@@ -1,4 +1,10 @@
-"""The FastAPI application: `/healthz` for monitors and load balancers."""
+"""The FastAPI application: `/healthz`, `/metrics` and the token-protected API (R6.5, R6.7).
+
+`create_app` assembles the parts: health and metrics are open (monitors and
+Prometheus scrape them); tickets, assets and messages need the bearer token
+(`auth.py`). `/openapi.json` describes every route and shape; the
+interactive docs pages are off, the daemon serves no HTML.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from alertd import __version__
+from alertd.web import assets, messages, metrics, tickets
+from alertd.web.common import Api, install_error_handlers
 
 
 @dataclass
@@ -22,11 +30,18 @@ class Health:
     last_reload_ok: Callable[[], bool]
 
 
-def create_app(health: Health) -> FastAPI:
-    """The application, bound to the daemon's live state."""
-    app = FastAPI(title="alertd", version=__version__, docs_url=None, redoc_url=None)
+def create_app(health: Health, api: Api | None = None) -> FastAPI:
+    """The application, bound to the daemon's live state; ``api`` adds /metrics' counts and
+    the API routes (without it they are absent)."""
+    app = FastAPI(
+        title="alertd", version=__version__, docs_url=None, redoc_url=None,
+        description="Alert tickets, the assets they are linked to, and the durable inbox. "
+                    "Every route but /healthz and /metrics needs `Authorization: Bearer "
+                    "<token>` (http.token_file or http.token_env).",
+    )
+    install_error_handlers(app)
 
-    @app.get("/healthz")
+    @app.get("/healthz", tags=["monitoring"], responses={503: {"description": "Not ready"}})
     async def healthz() -> JSONResponse:
         """Ready (200) or not (503), the rules version and each component's state."""
         components = health.components()
@@ -40,4 +55,9 @@ def create_app(health: Health) -> FastAPI:
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 
+    app.include_router(metrics.router(api.runtime.readers if api is not None else None))
+    if api is not None:
+        app.include_router(tickets.router(api))
+        app.include_router(assets.router(api))
+        app.include_router(messages.router(api))
     return app
