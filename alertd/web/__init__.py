@@ -1,1 +1,1 @@
-"""The HTTP endpoint: health now, the API and metrics later (SPEC R6.5, R6.7)."""
+"""The HTTP endpoint: /healthz, Prometheus /metrics and the token-protected API (R6.5, R6.7)."""
