@@ -73,10 +73,12 @@ def test_a_missing_directory_is_a_problem_not_a_crash(tmp_path: Path) -> None:
 
 
 def test_the_bundled_rules_load() -> None:
-    """The rules alertd ships with are valid and declare the Automate sender."""
+    """The rules alertd ships with are valid and declare the Automate senders: its alert mail
+    and its tickets polled through the API."""
     rules = load_rules(bundled_rules_dir())
-    assert [s.name for s in rules.senders] == ["automate"]
-    assert set(rules.alert_types) == {"automate-tagged", "automate-monitor"}
+    assert [s.name for s in rules.senders] == ["automate", "automate-api"]
+    assert set(rules.alert_types) == {"automate-tagged", "automate-monitor",
+                                      "automate-api-ticket"}
 
 
 def test_the_version_follows_the_files(tmp_path: Path) -> None:
