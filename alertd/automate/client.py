@@ -41,7 +41,6 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -76,6 +75,7 @@ from alertd.errors import (
 )
 from alertd.logs import get_logger
 from alertd.metrics import AUTOMATE_CALLS
+from alertd.secrets import credential_path
 from alertd.settings import AutomateSettings
 
 log = get_logger(__name__)
@@ -197,10 +197,7 @@ class AutomateClient:
     def _password(self) -> str:
         settings = self.settings
         if settings.password_file is not None:
-            path = settings.password_file
-            credentials = self._environ.get("CREDENTIALS_DIRECTORY")
-            if not path.is_absolute() and credentials:
-                path = Path(credentials) / path
+            path = credential_path(settings.password_file, self._environ)
             try:
                 return path.read_text(encoding="utf-8").strip("\r\n")
             except OSError as error:

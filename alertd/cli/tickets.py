@@ -73,6 +73,7 @@ def show(
             ("matched by", detail["matched_by"]), ("client", detail["client"]),
             ("site", detail["site"]), ("alert type", detail["alert_type"]),
             ("dedup key", detail["dedup_key"]), ("occurrences", detail["occurrences"]),
+            ("Automate ticket", detail["automate_ticket_id"]),
             ("first seen", detail["first_seen"]), ("last seen", detail["last_seen"]),
             ("resolved at", detail["resolved_at"]), ("resolution", detail["resolution"]),
             ("fields", detail["fields"]),

@@ -34,6 +34,7 @@ def _ticket_dict(ticket: Ticket, asset: tuple[int, str, str | None] | None) -> d
         "client": ticket.client_name,
         "site": ticket.site_name,
         "matched_by": ticket.matched_by,
+        "automate_ticket_id": ticket.automate_ticket_id,
         "first_seen": _iso(ticket.first_seen),
         "last_seen": _iso(ticket.last_seen),
     }

@@ -19,6 +19,7 @@ from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from alertd.errors import ConfigError
+from alertd.secrets import credential_path
 from alertd.settings import HttpSettings
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -36,14 +37,14 @@ def load_token(http: HttpSettings, environ: Mapping[str, str] | None = None) -> 
     if http.token_file is not None and http.token_env is not None:
         raise ConfigError("http: give the API token as one of token_file or token_env, not both")
     if http.token_file is not None:
+        path = credential_path(http.token_file, env)
         try:
-            token = http.token_file.read_text(encoding="utf-8").strip()
+            token = path.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as error:
             reason = getattr(error, "strerror", None) or str(error)
-            raise ConfigError(
-                f"http.token_file {http.token_file} cannot be read: {reason}") from error
+            raise ConfigError(f"http.token_file {path} cannot be read: {reason}") from error
         if not token:
-            raise ConfigError(f"http.token_file {http.token_file} is empty")
+            raise ConfigError(f"http.token_file {path} is empty")
         return token
     if http.token_env is not None:
         token = env.get(http.token_env, "").strip()

@@ -23,11 +23,11 @@ from alertd.db.tables import OutboxEntry, Ticket
 from alertd.errors import StorageUnavailable
 from alertd.logs import get_logger
 from alertd.metrics import OUTBOX, REGISTRY, TICKETS
+from alertd.outbox.store import STATES as OUTBOX_STATES
 from alertd.tickets.views import TICKET_STATUSES
 
 log = get_logger(__name__)
 
-OUTBOX_STATES = ("pending", "sending", "verifying", "unconfirmed", "following", "done", "failed")
 COUNT_TIMEOUT_S = 5.0
 """Longest wait for the counts: a scrape must not hang on a database outage."""
 

@@ -57,6 +57,9 @@ class TicketSummary(Model):
     client: str | None
     site: str | None
     matched_by: str = Field(description="How the asset was found, or why it was not.")
+    automate_ticket_id: int | None = Field(
+        description="The Automate ticket this ticket stands for; finishing it runs the "
+                    "Ticket Finish scripts against that ticket.")
     first_seen: datetime
     last_seen: datetime
 
@@ -77,8 +80,8 @@ class OutboxItem(Model):
     id: int
     action: str
     label: str
-    state: str = Field(description="pending, sending, verifying, unconfirmed, following, done "
-                                   "or failed.")
+    state: str = Field(description="pending, sending, verifying, unconfirmed, following, done, "
+                                   "failed or cancelled.")
     attempts: int
     last_error: str | None
     outcome: str | None

@@ -20,7 +20,8 @@ from alertd.settings import bundled_rules_dir
 EXAMPLES = bundled_rules_dir() / "examples"
 BAD_RULES = Path(__file__).resolve().parents[1] / "data" / "rules" / "bad"
 TICKET_KEYS = {"id", "type", "status", "summary", "priority", "alert_type", "dedup_key",
-               "occurrences", "asset", "client", "site", "matched_by", "first_seen", "last_seen"}
+               "occurrences", "asset", "client", "site", "matched_by", "automate_ticket_id",
+               "first_seen", "last_seen"}
 MESSAGE_KEYS = {"id", "source", "message_id", "state", "action", "reason", "ticket_id"}
 ASSET_KEYS = {"id", "name", "kind", "automate_id", "asset_tag", "client", "site", "parent_id"}
 

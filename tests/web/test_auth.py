@@ -94,3 +94,11 @@ def test_a_token_that_cannot_be_read_stops_start_up(tmp_path: Path) -> None:
             load_token(http, environ={})
     assert load_token(HttpSettings(), environ={}) is None
     assert load_token(HttpSettings(token_env="T"), environ={"T": " tok \n"}) == "tok"
+
+
+def test_a_relative_token_file_is_a_systemd_credential(tmp_path: Path) -> None:
+    """`token_file: api-token` is read from `$CREDENTIALS_DIRECTORY` (LoadCredential in
+    alertd.service), like the Automate password file."""
+    (tmp_path / "api-token").write_text("from-systemd\n")
+    http = HttpSettings(token_file=Path("api-token"))
+    assert load_token(http, environ={"CREDENTIALS_DIRECTORY": str(tmp_path)}) == "from-systemd"
