@@ -3,6 +3,7 @@
 Every stdlib logger (SQLAlchemy, Alembic, mail-parser, later httpx and
 aioimaplib) goes through the same processors, so one format covers all.
 Context such as the inbox id is bound per task with structlog.contextvars.
+Lines below the configured level are dropped first, before any processor.
 """
 
 from __future__ import annotations
@@ -54,7 +55,10 @@ def configure(
         else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # Lines below the level are dropped before any processor runs: a debug line on a
+        # hot path (one per accepted mail) then costs a level check, not a rendered event.
+        processors=[structlog.stdlib.filter_by_level, *shared,
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=cache,

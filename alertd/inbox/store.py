@@ -14,7 +14,6 @@ expired lease is never processed twice.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import os
 import re
@@ -135,46 +134,55 @@ class InboxStore:
         self.gate = WriteGate(exclusive=exclusive_writes)
         """Turns at the database: storing before processing (SQLite)."""
         self._pending: list[tuple[RawMessage, asyncio.Future[Accepted]]] = []
-        self._commit_lock = asyncio.Lock()
-        self._commits: set[asyncio.Task[list[Accepted]]] = set()
+        self._committer: asyncio.Task[None] | None = None
+        """Runs group commits while mail is pending; owned here, whoever waits for it."""
 
     # -- accepting ---------------------------------------------------------------
 
     async def accept(self, message: RawMessage) -> Accepted:
         """Store ``message`` durably (committed on return); a repeat returns the first id.
 
-        Concurrent calls share one transaction (group commit): while one
-        commit runs, the next mails queue, and the next commit takes them all.
-        A caller cancelled while waiting (a dropped SMTP session) does not
-        cancel the commit others are waiting for.
+        Concurrent calls share one transaction (group commit): one task
+        commits for everybody, and while a commit runs the next mails queue
+        and the next commit takes them all. Per mail that is one future, not
+        a lock, a task and a wake-up each. A caller cancelled while waiting
+        (a dropped SMTP session) cancels only its own future, never the
+        commit others are waiting for.
         """
-        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Accepted] = loop.create_future()
         self._pending.append((message, future))
+        if self._committer is None:
+            # It starts on the next turn of the loop, so sessions whose DATA is already
+            # in hand join the first commit too.
+            self._committer = loop.create_task(self._commit_pending())
+        return await future
+
+    async def _commit_pending(self) -> None:
+        """Commit the pending mail in groups until none is left; answer each waiter."""
+        batch: list[tuple[RawMessage, asyncio.Future[Accepted]]] = []
         try:
-            while not future.done():
-                async with self._commit_lock:
-                    if future.done():
-                        break
-                    # One turn of the loop: sessions whose DATA is already in hand queue
-                    # up and share this commit (fewer, larger commits under load).
-                    await asyncio.sleep(0)
-                    batch = self._pending[:GROUP_COMMIT_MAX]
-                    del self._pending[:GROUP_COMMIT_MAX]
-                    commit = asyncio.get_running_loop().create_task(
-                        self.accept_many([m for m, _ in batch]))
-                    self._commits.add(commit)  # owned here until it ends, whoever waits
-                    commit.add_done_callback(self._commits.discard)
-                    commit.add_done_callback(functools.partial(_settle, batch))
-                    await asyncio.wait([commit])
-            return await future
+            while self._pending:
+                batch = self._pending[:GROUP_COMMIT_MAX]
+                del self._pending[:GROUP_COMMIT_MAX]
+                try:
+                    answers = await self.accept_many([message for message, _ in batch])
+                except Exception as error:  # noqa: BLE001 - each waiter gets the failure
+                    _settle(batch, error, [])
+                else:
+                    _settle(batch, None, answers)
+                batch = []
         finally:
-            if not future.done():
-                future.cancel()  # our caller is gone: nobody will read the answer
+            self._committer = None
+            # Cancelled (at the shutdown deadline): nobody is left waiting unanswered.
+            interrupted = StorageUnavailable("storing was interrupted")
+            _settle(batch + self._pending, interrupted, [])
+            del self._pending[:]
 
     async def close(self) -> None:
-        """Wait for group commits still running (their callers may be gone)."""
-        if self._commits:
-            await asyncio.wait(list(self._commits))
+        """Wait for a group commit still running (its callers may be gone)."""
+        if self._committer is not None:
+            await asyncio.wait([self._committer])
         if self.sqlite_writer is not None:
             await self.sqlite_writer.close()
 
@@ -514,18 +522,13 @@ def _with_duplicates(
 
 def _settle(
     batch: Sequence[tuple[RawMessage, asyncio.Future[Accepted]]],
-    commit: asyncio.Future[list[Accepted]],
+    failure: BaseException | None,
+    answers: Sequence[Accepted],
 ) -> None:
-    """Hand each waiter its answer from a finished group commit."""
-    if commit.cancelled():
-        failure: BaseException | None = StorageUnavailable("storing was interrupted")
-        answers: list[Accepted] = []
-    else:
-        failure = commit.exception()
-        answers = [] if failure is not None else commit.result()
+    """Hand each waiter still there its answer (or the failure) from a group commit."""
     for index, (_, future) in enumerate(batch):
         if future.done():
-            continue
+            continue  # its caller is gone
         if failure is not None:
             future.set_exception(failure)
         else:

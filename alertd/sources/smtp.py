@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import ssl
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -94,30 +95,32 @@ class SmtpHandler:
         self, server: Any, session: Any, envelope: Any
     ) -> str:
         data: bytes = envelope.original_content
+        peer = _peer(session)
+        listener = self.listener
         raw = RawMessage(
-            Envelope(
-                source=self.listener.name,
-                mail_from=envelope.mail_from,
-                rcpt_to=tuple(envelope.rcpt_tos),
-                peer=_peer(session),
-            ),
+            Envelope(source=listener.name, mail_from=envelope.mail_from,
+                     rcpt_to=tuple(envelope.rcpt_tos), peer=peer),
             data,
             datetime.now(UTC),
         )
-        self.listener.in_flight += 1
+        listener.in_flight += 1
         try:
-            accepted = await self.listener.store.accept(raw)
+            accepted = await listener.store.accept(raw)
         except Exception as error:  # noqa: BLE001 - whatever stops storing, the MTA retries
-            log.warning("smtp.not_stored", listener=self.listener.name, peer=_peer(session),
+            log.warning("smtp.not_stored", listener=listener.name, peer=peer,
                         error=f"{type(error).__name__}: {error}")
             return self._per_recipient(envelope, REPLY_NOT_STORED)
         finally:
-            self.listener.in_flight -= 1
-            if self.listener.in_flight == 0:
-                self.listener.idle.set()
-        log.info("smtp.accepted", listener=self.listener.name, message_id=accepted.id,
-                 mail_message_id=header_message_id(data), duplicate=accepted.duplicate,
-                 size=len(data), peer=_peer(session))
+            listener.in_flight -= 1
+            if listener.in_flight == 0:
+                listener.idle.set()
+        # Debug only: at info the canonical line per mail is the worker's
+        # `message.processed`, and during a storm a line per accept costs the loop
+        # that answers every session.
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("smtp.accepted", listener=listener.name, message_id=accepted.id,
+                      mail_message_id=header_message_id(data), duplicate=accepted.duplicate,
+                      size=len(data), peer=peer)
         return self._per_recipient(envelope, REPLY_QUEUED.format(id=accepted.id))
 
     async def handle_exception(self, error: Exception) -> str:

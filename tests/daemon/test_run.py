@@ -230,8 +230,8 @@ def test_sigterm_during_a_stream_exits_0_and_keeps_every_acknowledged_mail(
 
 def test_log_lines_about_a_message_carry_its_ids(start_daemon: StartDaemon, sqlite_url: str
                                                  ) -> None:
-    """JSON lines; the SMTP accept and the processing summary both name inbox id and Message-ID."""
-    daemon = start_daemon(sqlite_url)
+    """JSON lines; the SMTP accept (debug) and the summary line name inbox id and Message-ID."""
+    daemon = start_daemon(sqlite_url, logging={"level": "debug", "format": "json"})
     reply = daemon.send(automate_tagged("FAILED", date=T0, message_id="log-check"))
     inbox_id = int(reply.rsplit(" ", 1)[1])
     accepted = daemon.wait_for("smtp.accepted")
