@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -164,3 +166,36 @@ async def test_recovery_at_start_takes_back_a_dead_process_rows_and_gives_up_on_
     assert rows[first.id]["state"] == "failed"
     assert rows[first.id]["reason"].startswith("gave up after 3 attempts")
     assert (rows[second.id]["state"], rows[second.id]["attempts"]) == ("received", 1)
+
+
+async def test_mail_waits_out_a_briefly_locked_sqlite_database(runtime: Runtime) -> None:
+    """Another process holding the write lock: accept waits (in the writer thread) and stores."""
+    writer = runtime.store.sqlite_writer
+    if writer is None:
+        pytest.skip("SQLite only")
+    blocker = sqlite3.connect(writer.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        accepting = asyncio.create_task(
+            runtime.store.accept(raw(automate_tagged("FAILED", date=T0, message_id="locked"))))
+        await asyncio.sleep(0.05)
+        assert not accepting.done()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    accepted = await accepting
+    assert not accepted.duplicate
+    assert await message_count(runtime) == 1
+
+
+async def test_a_caller_that_goes_away_does_not_stop_the_group_commit(runtime: Runtime) -> None:
+    """One SMTP session dropped while its mail is being stored: the others still get answers."""
+    tasks = [asyncio.create_task(runtime.store.accept(
+        raw(automate_tagged("FAILED", date=T0, message_id=f"group-{n}")))) for n in range(5)]
+    await asyncio.sleep(0)
+    tasks[2].cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[2], asyncio.CancelledError)
+    answers = [r for r in results if not isinstance(r, BaseException)]
+    assert len({a.id for a in answers}) == 4
+    assert await message_count(runtime) >= 4
