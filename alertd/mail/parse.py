@@ -4,6 +4,10 @@ Whatever the wild sends (legacy charsets, broken MIME, HTML-only bodies,
 huge attachments) either becomes a ParsedMail or raises ParseError with a
 reason; nothing else escapes. HTML-only mail is turned into readable text
 (tables keep their rows on one line) so `Key: value` rules match it too.
+
+Parsing is most of the cost of processing an alert, so mail-parser is
+spared the summaries alertd never reads, and the common plain address
+headers are read without the full RFC 5322 address parser.
 """
 
 from __future__ import annotations
@@ -30,10 +34,28 @@ MAX_HTML_CHARS = 2_000_000
 MAX_SUBJECT_CHARS = 2_000
 
 _TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
+_ADDR_SPEC = r"[A-Za-z0-9_%+\-]+(?:\.[A-Za-z0-9_%+\-]+)*@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*"
+_SIMPLE_ADDRESS = re.compile(
+    rf"[ \t]*(?:(?:\"[^\"\\\r\n]*\"|[A-Za-z0-9 _\-]*)[ \t]*<({_ADDR_SPEC})>|({_ADDR_SPEC}))[ \t]*"
+)
+"""`addr@example.net` or `Some Name <addr@example.net>`: what alert senders write, and
+read alike by every address parser."""
 _FOLDING = re.compile(r"\r?\n[ \t]+")
 
 # mail-parser reports every part it does not render at WARNING; that is noise here.
 logging.getLogger("mailparser").setLevel(logging.ERROR)
+
+
+class _AlertParser(mailparser.MailParser):  # type: ignore[misc]  # mail-parser is untyped
+    """mail-parser without its `mail` summaries, which alertd never reads.
+
+    `parse()` builds the `mail` dictionary twice (whole and partial), decoding
+    every header each time: about a fifth of mail-parser's time on an alert.
+    Parts, attachments, defects and the date are read as before.
+    """
+
+    def _make_mail(self, complete: bool = True) -> dict[str, Any]:
+        return {}
 
 
 def parse_mail(data: bytes) -> ParsedMail:
@@ -41,7 +63,7 @@ def parse_mail(data: bytes) -> ParsedMail:
     if not data.strip():
         raise ParseError("empty message")
     try:
-        parsed = mailparser.parse_from_bytes(data)
+        parsed = _AlertParser.from_bytes(data)
         return _to_parsed_mail(parsed)
     except ParseError:
         raise
@@ -114,7 +136,23 @@ def _message_id(message: Message) -> str | None:
 
 
 def _addresses(values: tuple[str, ...]) -> list[str]:
+    simple = _simple_addresses(values)
+    if simple is not None:
+        return simple
     return [addr.strip().lower() for _, addr in getaddresses(list(values)) if "@" in addr]
+
+
+def _simple_addresses(values: tuple[str, ...]) -> list[str] | None:
+    """The addresses when every value is a list of plain ones, else None (the full parser)."""
+    out: list[str] = []
+    for value in values:
+        pieces = [value] if '"' in value else value.split(",")
+        for piece in pieces:
+            found = _SIMPLE_ADDRESS.fullmatch(piece)
+            if found is None:
+                return None
+            out.append((found.group(1) or found.group(2)).lower())
+    return out
 
 
 def _first_address(values: tuple[str, ...]) -> str | None:
