@@ -160,9 +160,15 @@ class AlertType:
     continue_: bool
 
     def fields(self, view: MailView, matched: Mapping[str, str]) -> dict[str, str]:
-        """Extracted fields: `extract` entries in order, then groups captured by `match`."""
+        """Extracted fields: `extract` entries in order, then groups captured by `match`.
+
+        An entry whose fields are all known already is not searched: the first
+        value found wins, so its result could change nothing.
+        """
         out: dict[str, str] = {}
         for condition in self.extract:
+            if condition.pattern.group_names <= out.keys():
+                continue
             found = condition.test(view, out)
             if found is not None:
                 _fill(out, found)
@@ -269,7 +275,9 @@ class RuleSet:
             )
         outcome: Outcome = "problem"
         recovered = alert_type.recovery.test(view, fields) if alert_type.recovery else None
-        problem = alert_type.problem.test(view, fields) if alert_type.problem else None
+        # A recovery decides alone: the problem test matters only without one.
+        problem = (alert_type.problem.test(view, fields)
+                   if alert_type.problem and recovered is None else None)
         if alert_type.recovery is not None and recovered is not None:
             outcome = "recovery"
             _fill(fields, recovered)
@@ -285,7 +293,8 @@ class RuleSet:
                           "neither problem nor recovery matched: kept as a problem")
             )
         ticket_type = self.ticket_types[alert_type.ticket_type or sender.ticket_type]
-        values = {**view.builtins(), **fields, "sender_rule": sender.name,
+        builtins = view.builtins()
+        values = {**builtins, **fields, "sender_rule": sender.name,
                   "alert_type": alert_type.name}
         details = (
             alert_type.details.render(values) if alert_type.details is not None
@@ -303,7 +312,7 @@ class RuleSet:
         return self._decision(
             outcome, sender, alert_type, fields, ticket, trace,
             dedup_template=alert_type.dedup_key,
-            key_values={**view.builtins(), "sender_rule": sender.name,
+            key_values={**builtins, "sender_rule": sender.name,
                         "alert_type": alert_type.name},
         )
 

@@ -29,6 +29,9 @@ class Pattern:
 
     source: str
     _compiled: Any
+    group_names: frozenset[str] = frozenset()
+    """Named groups, the fields this pattern can extract (known at compile time, so
+    the engine can skip a search whose fields are all found already)."""
 
     @classmethod
     def compile(cls, source: str) -> Pattern:
@@ -40,12 +43,7 @@ class Pattern:
             if isinstance(detail, bytes):
                 detail = detail.decode("utf-8", "replace")
             raise PatternError(f"bad pattern '{source}': {detail}") from None
-        return cls(source, compiled)
-
-    @property
-    def group_names(self) -> frozenset[str]:
-        """Named groups, the fields this pattern can extract."""
-        return frozenset(_text(name) for name in self._compiled.groupindex)
+        return cls(source, compiled, frozenset(_text(name) for name in compiled.groupindex))
 
     def search(self, text: str) -> Mapping[str, str] | None:
         """The named groups of the first match (empty values dropped), or None."""
