@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -277,16 +276,16 @@ def _completion_for(
 def _log_processed(
     claimed: Claimed, mail: ParsedMail | ParseError, completion: Completion, elapsed_ms: float
 ) -> None:
-    with structlog.contextvars.bound_contextvars(
-        message_id=claimed.id, source=claimed.envelope.source,
+    # The ids go in as fields, not bound context: the line is the same, without binding
+    # and unbinding three context variables per message.
+    log.info(
+        "message.processed", message_id=claimed.id, source=claimed.envelope.source,
         mail_message_id=mail.message_id if isinstance(mail, ParsedMail) else None,
-    ):
-        log.info(
-            "message.processed", state=completion.state, action=completion.action,
-            sender_rule=completion.sender_rule, alert_type=completion.alert_type,
-            ticket_id=completion.ticket_id, reason=completion.reason,
-            duration_ms=round(elapsed_ms, 2),
-        )
+        state=completion.state, action=completion.action,
+        sender_rule=completion.sender_rule, alert_type=completion.alert_type,
+        ticket_id=completion.ticket_id, reason=completion.reason,
+        duration_ms=round(elapsed_ms, 2),
+    )
 
 
 BUSY_WINDOW_S = 0.2
