@@ -10,7 +10,7 @@ rule tried is recorded, hit or miss, in the decision's trace.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from alertd.domain import Decision, Envelope, Outcome, ParsedMail, TicketSpec, TraceStep
@@ -97,6 +97,11 @@ class Conditions:
     all: tuple[Condition, ...] = ()
     any: tuple[Condition, ...] = ()
     none: tuple[Condition, ...] = ()
+    _description: str = field(default="", init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Every evaluation traces the block: render its summary once, at load.
+        object.__setattr__(self, "_description", self._describe())
 
     def test(self, view: MailView, fields: Mapping[str, str]) -> dict[str, str] | None:
         """Captured groups when the block holds (all, one of any, none of none), else None."""
@@ -121,6 +126,9 @@ class Conditions:
 
     def describe(self) -> str:
         """A one-line summary for traces."""
+        return self._description
+
+    def _describe(self) -> str:
         parts = []
         for label, conditions in (("all", self.all), ("any", self.any), ("none", self.none)):
             if conditions:
