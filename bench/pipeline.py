@@ -5,8 +5,8 @@ through it, so no pipeline can beat it. Against it this script measures the
 full pipeline on a SQLite file and on PostgreSQL: store the raw mails in the
 durable inbox (`accept_many` in batches of 100, as the IMAP source does),
 then drain the inbox with one worker (parse, rules, asset lookup, ticket
-dedup, one JSON log line per message into /dev/null), with the bundled rules
-and default settings.
+dedup, one JSON log line per message into /dev/null, loggers cached as in
+`alertd run`), with the bundled rules and default settings.
 
 The mails are realistic Automate alerts built with `tests/mails.py`: both
 shapes (about 70 % tagged template, 30 % default monitor text), ~300
@@ -234,7 +234,7 @@ def measure_parse(count: int) -> dict[str, Any]:
 def measure_pipeline(kind: str, count: int, pg_url: str) -> dict[str, Any]:
     """The full pipeline on a fresh SQLite file or a fresh PostgreSQL database."""
     with open(os.devnull, "w") as devnull:
-        logs.configure("info", "json", devnull)
+        logs.configure("info", "json", devnull, cache=True)  # as `alertd run` configures it
         if kind == SQLITE:
             with tempfile.TemporaryDirectory(prefix="alertd-bench-") as directory:
                 url = f"sqlite:///{Path(directory) / 'alertd.db'}"
