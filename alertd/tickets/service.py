@@ -176,10 +176,21 @@ class TicketBook:
         opened = [t for t in self._touched if t.new_row is not None]
         if opened:
             rows = [{**t.new_row, **_changed(t)} for t in opened if t.new_row is not None]
-            result = await connection.execute(
-                insert(TICKETS).returning(TICKETS.c.id, sort_by_parameter_order=True), rows
-            )
-            for ticket, (ticket_id,) in zip(opened, result.all(), strict=True):
+            keys = [t.dedup_key for t in opened]
+            if len(set(keys)) == len(keys):
+                # One multi-row INSERT: SQLite can keep the rows' order only by inserting
+                # them one statement at a time, so the ids are matched by key instead.
+                result = await connection.execute(
+                    insert(TICKETS).returning(TICKETS.c.id, TICKETS.c.dedup_key), rows
+                )
+                ids = {key: ticket_id for ticket_id, key in result.all()}
+                new_ids = [ids[key] for key in keys]
+            else:
+                result = await connection.execute(
+                    insert(TICKETS).returning(TICKETS.c.id, sort_by_parameter_order=True), rows
+                )
+                new_ids = [ticket_id for (ticket_id,) in result.all()]
+            for ticket, ticket_id in zip(opened, new_ids, strict=True):
                 ticket.id = int(ticket_id)
                 ticket.new_row = None
                 ticket.dirty = False

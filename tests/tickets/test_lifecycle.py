@@ -92,6 +92,39 @@ async def test_problem_after_the_window_opens_a_new_ticket(runtime: Runtime) -> 
     assert [t["status"] for t in await tickets(runtime)] == ["resolved", "open"]
 
 
+async def test_one_batch_opening_the_same_key_twice_keeps_each_ticket_apart(
+    runtime: Runtime,
+) -> None:
+    """Opened, recovered and opened again past the window, all in one batch: the two
+    tickets of one key get their own ids, messages and history, as mail by mail would."""
+    ids = [await deliver(runtime, mail) for mail in (
+        automate_tagged("FAILED", date=T0),
+        automate_tagged("FAILED", date=T0, monitor="Memory - Available", field="RAM"),
+        automate_tagged("SUCCESS", date=T0 + 5 * MIN),
+        automate_tagged("FAILED", date=T0 + 36 * MIN),
+        automate_tagged("FAILED", date=T0 + 37 * MIN, computer_id=2, host="NW-FS02"),
+    )]
+    report = await process(runtime)
+    assert report.processed == 5
+
+    by_id = {row["id"]: row for row in await messages(runtime)}
+    done = [by_id[i] for i in ids]
+    assert [m["action"] for m in done] == [
+        "new_ticket", "new_ticket", "resolved", "new_ticket", "new_ticket"]
+    first, memory, recovery, again, other = (m["ticket_id"] for m in done)
+    assert recovery == first
+    assert len({first, memory, again, other}) == 4
+    listed = {t["id"]: t for t in await tickets(runtime)}
+    assert listed[first]["status"] == "resolved"
+    assert listed[again]["status"] == "open"
+    assert listed[again]["dedup_key"] == listed[first]["dedup_key"]
+    assert listed[again]["first_seen"] == iso(T0 + 36 * MIN)
+    assert listed[memory]["dedup_key"] != listed[first]["dedup_key"]
+    assert [e["kind"] for e in (await ticket(runtime, first))["history"]] == [
+        "opened", "resolved"]
+    assert [e["kind"] for e in (await ticket(runtime, again))["history"]] == ["opened"]
+
+
 @pytest.mark.parametrize("shape", ["tagged", "monitor"])
 async def test_stale_recovery_does_not_close(runtime: Runtime, shape: str) -> None:
     """A recovery dated before the latest problem (it sat in a queue) leaves the ticket open."""
