@@ -1,6 +1,6 @@
 """Mail to tickets for a batch of messages, inside the caller's transaction.
 
-parse (done before, off the event loop) → noise and rules → asset → ticket.
+parse (done before, by the worker) → noise and rules → asset → ticket.
 The worker commits the result together with the messages' new states, so a
 crash anywhere leaves the messages to be processed again, never half-done.
 A batch is handled in a fixed number of round trips (assets, tickets,
