@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alertd.errors import StorageUnavailable
+from alertd.domain import ParsedMail
+from alertd.errors import ParseError, StorageUnavailable
 from alertd.inbox.pipeline import Incoming, Pipeline, Processed
+from alertd.inbox.worker import INLINE_PARSE_BYTES, parse_batch
 from alertd.rules.engine import RuleSet
 from alertd.runtime import Runtime
 from tests.helpers import deliver, deliver_and_process, message, messages, process, tickets
@@ -87,3 +89,16 @@ async def test_a_database_failure_hands_back_the_batch_claimed_ahead(runtime: Ru
         await worker.drain()
     states = {row["id"]: row["state"] for row in await messages(runtime)}
     assert [states[i] for i in ids] == ["failed", "failed", "received", "received"]
+
+
+async def test_a_batch_parses_in_order_with_failures_and_big_mail_in_place() -> None:
+    """Parsing on the event loop keeps the batch's order; an empty mail is a ParseError in
+    its place, and a mail too big to parse inline comes out as the others do."""
+    small = automate_tagged("FAILED", date=T0)
+    big = automate_tagged("FAILED", date=T0, result="x" * (INLINE_PARSE_BYTES + 1))
+    parsed = await parse_batch([small, b"\r\n", big, small])
+    assert isinstance(parsed[1], ParseError)
+    mails = [p for p in parsed if isinstance(p, ParsedMail)]
+    assert len(mails) == 3
+    assert mails[0] == mails[2]
+    assert "x" * 1000 in mails[1].text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from email.utils import getaddresses
 
 import pytest
 
@@ -62,3 +63,26 @@ def test_empty_input_is_a_parse_error() -> None:
     """Nothing at all cannot become a mail; the reason says so."""
     with pytest.raises(ParseError, match="empty message"):
         parse_mail(b"  \r\n")
+
+
+@pytest.mark.parametrize("header", [
+    "automate@example.invalid",
+    "Automate@Example.Invalid",
+    '"ConnectWise Automate" <automate@example.invalid>',
+    "Nagios 4 <nagios@mon.example.net>",
+    "ops@example.net, Second Desk <desk@example.net>",
+    '"Smith, John" <john.smith@example.net>',
+    "J. Smith <js@example.net>",
+    "=?utf-8?q?J=C3=B6rg?= <jorg@example.net>",
+    "undisclosed-recipients:;",
+    "a@b@c",
+    "(comment) x@example.net",
+])
+def test_plain_addresses_read_as_the_full_address_parser_reads_them(header: str) -> None:
+    """The shortcut for plain address headers gives what email.utils.getaddresses gives."""
+    data = f"From: {header}\r\nTo: {header}\r\nSubject: s\r\n\r\nb\r\n".encode()
+    mail = parse_mail(data)
+    decoded = mail.header("from")
+    full = [addr.strip().lower() for _, addr in getaddresses(list(decoded)) if "@" in addr]
+    assert mail.sender == (full[0] if full else None)
+    assert list(mail.to) == full
