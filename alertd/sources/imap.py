@@ -18,10 +18,11 @@ instances, R6.4), logs in, and drains the folder by UID:
    transaction for up to 250 mails (a transaction has a fixed cost worth
    dozens of rows), committed while the next batches are fetched.
 4. Only after its commit is a mail moved, flagged \\Seen or deleted, in
-   commands of at most 250 UIDs, while the drain goes on: in a long drain
-   over a second connection (`action_connection`), so that the server acts
-   while it also serves the FETCHes; otherwise between the FETCHes. The
-   cursor is saved at the end of the pass (and every second of a long one).
+   commands of at most 250 UIDs, while the drain goes on: a long drain's
+   UID MOVEs go over a second connection (`action_connection`), so that the
+   server moves while it also serves the FETCHes; everything else runs
+   between the FETCHes. The cursor is saved at the end of the pass (and
+   every second of a long one).
 5. Wait for more: IDLE when offered (re-issued every `idle_renew`, under
    the 29-minute limit), otherwise poll every `poll_interval`.
 
@@ -80,7 +81,7 @@ STORE_GROUP_BYTES = 8_000_000
 ACTION_BACKLOG = 4 * ACTION_CHUNK
 """Most stored UIDs waiting for their server action before storing waits for the actions."""
 ACTION_CONNECTION_FROM = 2 * STORE_GROUP
-"""A drain of more new mails than this acts on them over a second connection of its own
+"""A drain of more new mails than this moves them over a second connection of its own
 (`action_connection`): logging in costs a few round trips, a long drain saves many."""
 SAVE_EVERY_S = 1.0
 """During a long drain the cursor is saved at most this often (and at the end of each pass);
@@ -165,10 +166,10 @@ class _Group:
 class _Actions:
     """The server action for committed mail, in chunks of `ACTION_CHUNK`, while the drain goes on.
 
-    On a connection of its own (`action_connection`) when the drain is long
-    enough to be worth one: the server then moves (flags, deletes) while it
-    also serves the FETCHes. Otherwise on the drain's own connection,
-    between its FETCHes.
+    The UID MOVEs of a long drain go over a connection of its own
+    (`action_connection`): the server then moves while it also serves the
+    FETCHes. Everything else runs on the drain's own connection, between its
+    FETCHes.
     """
 
     def __init__(self, poller: ImapPoller, session: ImapSession, report: PassReport) -> None:
@@ -490,7 +491,7 @@ class ImapPoller:
         limit = self._cut_at()
         steps = self._plan(new)
         actions = _Actions(self, session, report)
-        if self.mailbox.action_connection and len(new) > ACTION_CONNECTION_FROM:
+        if self._moves_apart(session, len(new)):
             actions.open_own()
         group = _Group()
         storing: asyncio.Future[bool] | None = None
@@ -584,6 +585,13 @@ class ImapPoller:
                     if not pending.done():
                         pending.cancel()
                     await asyncio.gather(pending, return_exceptions=True)
+
+    def _moves_apart(self, session: ImapSession, count: int) -> bool:
+        """Whether to move ``count`` new mails over a second connection: for UID MOVE only.
+        Flags cost the server little, and every flag or \\Deleted set over another
+        connection comes back to the drain's as news of a change, a line per mail."""
+        return (self.mailbox.action_connection and self.mailbox.after == "move"
+                and session.has("MOVE") and count > ACTION_CONNECTION_FROM)
 
     async def _action_session(self) -> ImapSession | None:
         """A second connection with the folder selected, for the server actions; None (the
