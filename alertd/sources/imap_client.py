@@ -531,18 +531,25 @@ class ImapSession:
     # -- leaving ------------------------------------------------------------------
 
     async def logout(self) -> None:
-        """LOGOUT politely, then close; never raises."""
-        with contextlib.suppress(Exception):
-            if not self.lost.is_set():
-                await self._call(self.client.logout(), within=min(self.timeout, 5.0))
-        self.close()
+        """LOGOUT politely, then close (also when cancelled); never raises otherwise."""
+        try:
+            with contextlib.suppress(Exception):
+                if not self.lost.is_set():
+                    await self._call(self.client.logout(), within=min(self.timeout, 5.0))
+        finally:
+            self.close()
 
     def close(self) -> None:
-        """Drop the connection and aioimaplib's helper tasks at once."""
+        """Drop the connection and aioimaplib's helper tasks at once.
+
+        The transport is aborted, not closed: closing TLS politely waits for the
+        server's answer to its close_notify, and a socket still waiting when the
+        loop ends is never closed (after LOGOUT there is nothing left to say).
+        """
         protocol = self.client.protocol
         transport = getattr(protocol, "transport", None)
         if transport is not None:
-            transport.close()
+            transport.abort()
         else:
             self.client._client_task.cancel()
         for task in (*self.client.tasks, *protocol.tasks):

@@ -246,8 +246,11 @@ class MailClient:
         await self.client.close()
 
     async def logout(self) -> None:
-        """LOGOUT."""
+        """LOGOUT, and close our end at once (the server's own close may come after the test's
+        event loop is gone, leaving the socket open)."""
         await self.client.logout()
+        self.client.protocol.transport.close()
+        await asyncio.sleep(0)
 
 
 @pytest.fixture
