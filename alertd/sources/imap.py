@@ -103,8 +103,10 @@ class Outage:
     message: str
     since: float
     attempts: int = 1
-    logged: str | None = None
-    """The reason last logged: a new reason is a change of state, logged again."""
+    logged: bool | None = None
+    """None until logged; then whether the line logged was about refused credentials. A
+    server that goes from unreachable to refusing the password (or back) is logged again;
+    any other change of reason (closed, then refused while it restarts) only at debug."""
 
 
 @dataclass
@@ -278,12 +280,14 @@ class ImapPoller:
         return delay * self.rng.uniform(0.5, 1.0)
 
     def _log_down(self, outage: Outage, error: Exception, delay: float) -> None:
-        """One line when the mailbox goes down (or the reason changes), not one per retry."""
-        if outage.logged == outage.reason:
+        """One line when the mailbox goes down (or its credentials start or stop being
+        refused), not one per retry."""
+        credentials = isinstance(error, ImapLoginRefused)
+        if outage.logged == credentials:
             log.debug("imap.retrying", reason=outage.reason, attempts=outage.attempts,
                       retry_in_s=round(delay, 2))
             return
-        outage.logged = outage.reason
+        outage.logged = credentials
         if isinstance(error, ImapLoginRefused):
             log.error("imap.down", reason=outage.reason, error=outage.message,
                       retry_in_s=round(delay, 2),
