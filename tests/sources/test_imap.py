@@ -90,6 +90,9 @@ async def test_appended_mail_becomes_tickets_and_is_moved(
     assert not await imap.exists("Processed")
     with capture_logs() as logs:
         async with running(runtime, mailbox):
+            # Not asked about until the poller made it: Dovecot's Maildir STATUS of a missing
+            # folder can leave its directory behind, and the poller's CREATE then finds it.
+            await wait_until(lambda: events(logs, "imap.connected"), what="connected")
             await wait_until(lambda: imap.count("Processed"), equals=3, what="all moved")
     assert await imap.exists("Processed")
     assert await imap.count("INBOX") == 0
