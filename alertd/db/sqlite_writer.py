@@ -143,7 +143,7 @@ class SqliteInboxWriter:
                     chunk = rows[start : start + _ROWS_PER_STATEMENT]
                     placeholders = ", ".join(
                         ["(" + ", ".join("?" * len(COLUMNS)) + ")"] * len(chunk))
-                    values = [_value(row[column]) for row in chunk for column in COLUMNS]
+                    values = _values(chunk)
                     returned += connection.execute(
                         f"INSERT INTO messages ({', '.join(COLUMNS)}) VALUES {placeholders} "  # noqa: S608 - fixed column names, values bound
                         f"ON CONFLICT DO NOTHING RETURNING {', '.join(RETURNED)}",
@@ -184,6 +184,29 @@ class SqliteInboxWriter:
         if self._log_fd is not None:
             os.close(self._log_fd)
             self._log_fd = None
+
+
+_AS_IS = frozenset({str, int, bytes, type(None)})
+
+
+def _values(rows: Sequence[dict[str, Any]]) -> list[Any]:
+    """The `COLUMNS` of ``rows``, flat, in the forms SQLAlchemy stores (`_value`); plain
+    values as they are, and each timestamp formatted once however many rows share it."""
+    formatted: dict[Any, Any] = {}
+    out: list[Any] = []
+    for row in rows:
+        for column in COLUMNS:
+            value = row[column]
+            if type(value) in _AS_IS:
+                out.append(value)
+            elif isinstance(value, datetime):
+                text = formatted.get(value)
+                if text is None:
+                    text = formatted[value] = _value(value)
+                out.append(text)
+            else:
+                out.append(_value(value))
+    return out
 
 
 def _value(value: Any) -> Any:
