@@ -258,14 +258,21 @@ service anvil {{
         return user
 
     def drop_mail(self, user: MailUser, mails: Iterable[bytes], folder: str = "INBOX") -> int:
-        """Deliver mails by writing Maildir files (Dovecot assigns UIDs when it next looks)."""
+        """Deliver mails by writing Maildir files (Dovecot assigns UIDs when it next looks).
+
+        The files are named the way Dovecot names the mail it delivers
+        (`seconds.M<unique>P<pid>.host`), with one counter in the name. Names
+        with two counters rising together (say, position and serial) collide
+        in Dovecot's file name hash by the thousand, and then every later
+        change to the folder (a MOVE, an EXPUNGE) crawls.
+        """
         target = user.maildir(folder)
         for sub in ("cur", "new", "tmp"):
             (target / sub).mkdir(parents=True, exist_ok=True)
         count = 0
         stamp = int(time.time())
-        for index, data in enumerate(mails):
-            name = f"{stamp}.M{index}P{os.getpid()}Q{next(_serial)}.alertd-test"
+        for data in mails:
+            name = f"{stamp}.M{next(_serial)}P{os.getpid()}.alertd-test"
             staged = target / "tmp" / name
             staged.write_bytes(data.replace(b"\r\n", b"\n"))
             staged.replace(target / "new" / name)
