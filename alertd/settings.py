@@ -232,6 +232,9 @@ class ImapMailboxSettings(_Model):
     """The folder drained."""
     after: Literal["move", "flag", "delete"] = "move"
     """What happens to a mail on the server once it is stored: moved, flagged \\Seen, deleted."""
+    action_connection: bool = True
+    """With `after: move`, a long drain moves stored mail over a second connection, so the
+    server moves while it also serves the fetches; off for servers that allow one connection."""
     move_to: str | None = "Processed"
     """Where `after: move` puts stored mail; created if missing."""
     failed_folder: str | None = None

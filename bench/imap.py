@@ -14,7 +14,8 @@ SELECT before anything is timed.
 - **alertd drain**: the real poller component (`ImapPoller`) on a fresh SQLite
   database, until the folder is empty: every batch fetched (same batch size),
   stored in the durable inbox (up to 250 fetched mails per transaction),
-  then moved to Processed in commands of up to 250 UIDs, the cursor saved.
+  then moved to Processed in commands of up to 250 UIDs (over the poller's
+  second connection, while the fetching goes on), the cursor saved.
   Rate = mails stored per second, from the component's start (connect, login
   and creating Processed included) to its first wait for new mail.
 - **Mailbox to tickets**: the poller and one inbox worker together, as in

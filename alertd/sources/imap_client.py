@@ -3,19 +3,25 @@
 This module is the only one that touches aioimaplib. It connects with
 implicit TLS, STARTTLS (which aioimaplib lacks, so it is done here with
 `loop.start_tls`) or plain; logs in with a password read at every login;
-and offers the few verbs the poller needs, each bounded so aioimaplib's
-recursive parser never sees a huge response (TESTING-NOTES.md): UID SEARCH,
-FETCH of `BODY.PEEK[]` for a batch, and MOVE / STORE / EXPUNGE in chunks of
-at most `ACTION_CHUNK` UIDs. Without MOVE, a move is COPY + STORE \\Deleted +
-(UID) EXPUNGE. IDLE waits are raced against the connection being lost, so a
-dead server is noticed at once rather than after the IDLE period.
+and offers the few verbs the poller needs, each bounded (TESTING-NOTES.md):
+UID SEARCH, FETCH of `BODY.PEEK[]` (or of its first bytes only) for a batch,
+and MOVE / STORE / EXPUNGE in chunks of at most `ACTION_CHUNK` UIDs. Without
+MOVE, a move is COPY + STORE \\Deleted + (UID) EXPUNGE. A session sends one
+command at a time. aioimaplib's reader of received data is replaced by a
+loop (`_line_reader`): the library's own recurses once per line and dies on a
+read of more than about 1,000 lines, which a second session on the same
+folder causes (the server reports the other session's thousands of EXPUNGEs
+at once); such news, which no command waits for, is dropped quietly. IDLE
+waits are raced against the connection being lost, so a dead server is
+noticed at once rather than after the IDLE period.
 
 Errors (part of alertd's tree, see `alertd.errors`)::
 
     TransientError
     └── ImapUnavailable          reason: dns, refused, unreachable, timeout, tls,
         │                        connection_lost, protocol, folder_missing,
-        │                        login_unavailable (the server cannot check passwords now)
+        │                        login_unavailable (the server cannot check passwords now),
+        │                        connection_limit (too many connections of this user)
         └── ImapLoginRefused     reason: login_failed, credentials (wrong or unreadable
                                  user name / password; retried only after a long wait)
 """
@@ -75,6 +81,14 @@ class Selected:
     uidvalidity: int
     exists: int
     uidnext: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """What a FETCH brought: whole mails by UID, and the UIDs of mails cut at the limit."""
+
+    bodies: dict[int, bytes]
+    cut: frozenset[int]
 
 
 def read_password(mailbox: ImapMailboxSettings) -> str:
@@ -196,6 +210,15 @@ def _why_connect_failed(error: BaseException, host: str, port: int) -> ImapUnava
     return ImapUnavailable("protocol", f"{where}: {type(error).__name__}: {error}")
 
 
+def _untagged_name(line: bytes) -> str:
+    """The name aioimaplib files an untagged line under: FETCH or EXPUNGE after a number,
+    otherwise the first word (`* SEARCH 1 2` → SEARCH, `* 3 EXISTS` → 3)."""
+    words = line.split(b" ", 3)
+    if len(words) > 2 and words[1].isdigit() and words[2] in (b"FETCH", b"EXPUNGE"):
+        return words[2].decode()
+    return words[1].decode("ascii", "replace").upper() if len(words) > 1 else ""
+
+
 def _text(lines: Sequence[Any]) -> str:
     """The server's words from a response, for messages."""
     words = [bytes(line).decode("utf-8", "replace") for line in lines
@@ -217,15 +240,25 @@ class ImapSession:
         self.new_mail = asyncio.Event()
         """Set by every untagged EXISTS: aioimaplib drops those that arrive outside IDLE
         (say, during a SEARCH), and a mail announced then would wait for the next renewal."""
+        self._turn = asyncio.Lock()
+        """One command at a time: aioimaplib lets a FETCH slip out while a MOVE waits for its
+        turn, and then fails on the FETCH's answer."""
         protocol = client.protocol
         untagged = protocol._untagged_response
+        waiting = protocol.pending_async_commands
 
         def watch(line: bytes) -> Any:
             if line.endswith(b" EXISTS"):
                 self.new_mail.set()
+            if (protocol.pending_sync_command is None and "NOOP" not in waiting
+                    and _untagged_name(line) not in waiting):
+                # Unsolicited, as the EXPUNGE and FLAGS news of what another session did to
+                # this folder: aioimaplib would log each line at info level and drop it.
+                return None
             return untagged(line)
 
         protocol._untagged_response = watch
+        protocol._handle_responses = _line_reader(protocol)
 
     # -- connecting ---------------------------------------------------------------
 
@@ -275,7 +308,7 @@ class ImapSession:
             raise _why_connect_failed(error, self.mailbox.host,
                                       self.mailbox.port_or_default) from error
         protocol.transport = transport
-        await self._call(protocol.capability())
+        await self._call(protocol.capability(), within=self.timeout)
 
     async def _login(self, password: str) -> None:
         protocol = self.client.protocol
@@ -289,6 +322,10 @@ class ImapSession:
             raise ImapUnavailable(  # RFC 5530: the server cannot check credentials right now
                 "login_unavailable", f"{self.where} cannot log anyone in right now: "
                                      f"{_text(response.lines)}")
+        if response.result != "OK" and "[LIMIT]" in _text(response.lines):
+            raise ImapUnavailable(  # RFC 5530: too many connections, not a wrong password
+                "connection_limit", f"{self.where} refused another connection of user "
+                                    f"{self.mailbox.user!r}: {_text(response.lines)}")
         if response.result != "OK":
             raise ImapLoginRefused(
                 "login_failed",
@@ -297,7 +334,7 @@ class ImapSession:
                 f"wrong. The server said: {_text(response.lines) or response.result}")
         # Capabilities may change at login (RFC 3501 6.2.3): ask again rather than
         # keep the pre-login list, which for example advertises IDLE on some servers.
-        await self._call(protocol.capability())
+        await self._call(protocol.capability(), within=self.timeout)
         self.capabilities = frozenset(
             cap.upper() for cap in protocol.capabilities if cap.upper() != "CAPABILITY")
 
@@ -308,7 +345,13 @@ class ImapSession:
     # -- commands -----------------------------------------------------------------
 
     async def _call(self, command: Awaitable[Any], *, within: float | None = None) -> Any:
-        """Await ``command``, failing at once if the connection is lost meanwhile."""
+        """Await ``command`` when no other command is running, failing at once if the
+        connection is lost meanwhile."""
+        async with self._turn:
+            return await self._call_now(command, within)
+
+    async def _call_now(self, command: Awaitable[Any], within: float | None) -> Any:
+        """`_call` for the holder of the turn."""
         if self.lost.is_set():
             if asyncio.iscoroutine(command):
                 command.close()
@@ -318,6 +361,9 @@ class ImapSession:
         try:
             done, _ = await asyncio.wait({running, lost}, timeout=within,
                                          return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            running.cancel()  # cancelled: the command must not wait on a closed connection
+            raise
         finally:
             lost.cancel()
         if running not in done:
@@ -391,8 +437,10 @@ class ImapSession:
                         out[int(uid.group(1))] = int(size.group(1))
         return out
 
-    async def fetch(self, uids: Sequence[int]) -> dict[int, bytes]:
-        """The raw mails (BODY.PEEK[], so nothing is marked read), by UID.
+    async def fetch(self, uids: Sequence[int], *, limit: int | None = None) -> Fetched:
+        """The raw mails (BODY.PEEK[], so nothing is marked read), by UID. With ``limit`` no
+        more than the first ``limit`` bytes of each mail are read (`BODY.PEEK[]<0.limit>`):
+        a mail that fills them is left out of `bodies` and named in `cut` instead.
 
         UIDs missing from the answer were expunged meanwhile, or the server
         could not read them; the caller decides.
@@ -400,13 +448,20 @@ class ImapSession:
         protocol = self.client.protocol
         if protocol.state != aioimaplib.SELECTED:
             raise ImapUnavailable("protocol", f"FETCH with no folder selected on {self.where}")
+        part = "BODY.PEEK[]" if limit is None else f"BODY.PEEK[]<0.{limit}>"
         response = await self._call(protocol.execute(_LinearFetch(
-            protocol.new_tag(), uid_set(uids), "(UID BODY.PEEK[])", prefix="UID",
+            protocol.new_tag(), uid_set(uids), f"(UID {part})", prefix="UID",
             loop=protocol.loop, timeout=self.timeout)))
         if response.result not in {"OK", "NO"}:
             raise ImapUnavailable(
                 "protocol", f"{self.where} refused FETCH: {_text(response.lines)}")
-        return parse_fetch(response.lines)
+        bodies = parse_fetch(response.lines)
+        if limit is None:
+            return Fetched(bodies, frozenset())
+        cut = frozenset(uid for uid, body in bodies.items() if len(body) >= limit)
+        for uid in cut:
+            del bodies[uid]
+        return Fetched(bodies, cut)
 
     async def move(self, uids: Sequence[int], folder: str) -> None:
         """Move ``uids`` to ``folder``: UID MOVE, or COPY + delete when MOVE is not offered."""
@@ -557,6 +612,51 @@ class ImapSession:
         waiter = self.client._idle_waiter
         if waiter is not None:
             waiter.cancel()
+
+
+def _line_reader(protocol: Any) -> Callable[..., None]:
+    """aioimaplib's reader of received data, as a loop: the library's own calls itself once
+    per response line and so dies (RecursionError, connection lost) when one read holds more
+    than about 1,000 lines, as when another session moved thousands of mails and the server
+    reports their EXPUNGEs together (aioimaplib issue #118). Same steps, same order; it also
+    walks the data by offset instead of copying the rest of it at every line."""
+    incomplete = aioimaplib.aioimaplib.IncompleteRead
+    literal_start = aioimaplib.aioimaplib.literal_data_re
+
+    def handle(data: bytes, line_handler: Callable[[bytes, Any], Any],
+               current_cmd: Any = None) -> None:
+        view = memoryview(data)
+        pos, end = 0, len(data)
+        command = current_cmd
+        while True:
+            if pos >= end:
+                if protocol.pending_sync_command is not None:
+                    protocol.pending_sync_command.flush()
+                if command is not None and command.wait_data():
+                    raise incomplete(command)
+                return
+            if command is not None and command.wait_literal_data():
+                pos = end - len(command.append_literal_data(view[pos:]))
+                if command.wait_literal_data():
+                    raise incomplete(command)
+            stop = data.find(b"\r\n", pos)
+            if stop < 0:
+                raise incomplete(command, data[pos:])
+            line = data[pos:stop]
+            pos = stop + 2
+            handled = line_handler(line, command)
+            literal = literal_start.match(line)
+            if literal:
+                if handled is None:
+                    handled = aioimaplib.Command("NIL", "unused")
+                handled.begin_literal_data(int(literal.group("size")))
+                command = handled
+            elif handled is not None and handled.wait_data():
+                command = handled
+            else:
+                command = None
+
+    return handle
 
 
 class _LinearFetch(aioimaplib.FetchCommand):  # type: ignore[misc]  # aioimaplib is untyped

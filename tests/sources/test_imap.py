@@ -24,11 +24,12 @@ from sqlalchemy import select
 from structlog.testing import capture_logs
 
 from alertd.db.tables import Message
+from alertd.inbox.store import content_hash
 from alertd.runtime import Runtime, open_runtime
 from alertd.settings import Settings, bundled_rules_dir
 from alertd.sources.imap import imap_components, mailbox_identity
 from alertd.sources.imap_state import ImapState
-from tests.helpers import messages, process, tickets
+from tests.helpers import messages, process, raw, tickets
 from tests.mails import automate_monitor, automate_tagged
 from tests.sources.conftest import (
     MailboxFactory,
@@ -270,6 +271,46 @@ async def test_stopping_finishes_the_batch_in_hand_and_logs_out(
     async with running(runtime, mailbox):
         await wait_until(lambda: imap.count("Processed"), equals=count, what="the rest")
     assert await stored(runtime) == count
+
+
+async def test_a_server_allowing_one_connection_still_gets_a_long_drain(
+    sqlite_runtime: Runtime, tmp_path: Path,
+) -> None:
+    """A long drain acts over a second connection; a server that refuses it ([LIMIT], one
+    connection per user) gets the moves over the drain's own connection instead, and the
+    refusal is reported as what it is, not as wrong credentials."""
+    server = start_dovecot(extra_config="protocol imap {\n  mail_max_userip_connections = 1\n}")
+    try:
+        user = server.add_user()
+        count = 1200
+        server.drop_mail(user, (alert(n, computer=1000 + n % 40) for n in range(count)))
+        with capture_logs() as logs:
+            async with running(sqlite_runtime, mailbox_settings(server, user, tmp_path)):
+                await wait_until(lambda: server.folder_files(user, "Processed") == count,
+                                 what="all moved")
+        assert server.folder_files(user) == 0
+        assert await stored(sqlite_runtime) == count
+        [refused] = events(logs, "imap.action_session_refused")
+        assert refused["reason"] == "connection_limit"
+        assert not events(logs, "imap.down")
+    finally:
+        server.close()
+
+
+async def test_mail_over_a_megabyte_is_fetched_alone_and_stored_whole(
+    sqlite_runtime: Runtime, make_mailbox: MailboxFactory, imap: MailClient,
+) -> None:
+    """A batch FETCH reads no more than the first megabyte of each mail; a longer mail (under
+    `max_size`) is fetched again on its own and stored whole, between its neighbours."""
+    big = alert(2).replace(b"Result: 3.2", b"Result: " + b"x" * 76 * 16_000 + b" 3.2")
+    big = big.replace(b"x" * 76, b"x" * 74 + b"\r\n")
+    assert len(big) > 1_100_000
+    await imap.append([alert(1), big, alert(3)])
+    async with running(sqlite_runtime, make_mailbox()):
+        await wait_until(lambda: imap.count("Processed"), equals=3, what="all moved")
+    stored_hashes = [content_hash(await raw(sqlite_runtime, row["id"]))
+                     for row in await messages(sqlite_runtime)]
+    assert stored_hashes == [content_hash(mail) for mail in (alert(1), big, alert(3))]
 
 
 # -- mail alertd will not take in ----------------------------------------------------

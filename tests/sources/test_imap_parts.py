@@ -1,12 +1,15 @@
-"""The IMAP source's pure parts: settings checks, folder names, UID sets, FETCH parsing, backoff."""
+"""The IMAP source's pure parts: settings checks, folder names, UID sets, FETCH parsing and
+reading, backoff."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import aioimaplib
 import pytest
 from pydantic import ValidationError
 
@@ -15,6 +18,8 @@ from alertd.sources.imap import ImapPoller, Outage
 from alertd.sources.imap_client import (
     ImapLoginRefused,
     ImapUnavailable,
+    _line_reader,
+    _LinearFetch,
     folder_argument,
     parse_fetch,
     read_password,
@@ -107,6 +112,42 @@ def test_fetch_answers_are_read_whichever_order_the_items_come_in() -> None:
         b"Fetch completed (0.001 + 0.000 secs).",
     ]
     assert parse_fetch(lines) == {11: b"first", 13: b"second"}
+
+
+def _fetch_answer(tag: str, mails: dict[int, bytes], *, news: int = 0) -> bytes:
+    """A `UID FETCH (UID BODY.PEEK[])` answer as the server sends it, after ``news`` EXPUNGEs."""
+    out = b"".join(b"* 1 EXPUNGE\r\n" for _ in range(news))
+    for number, (uid, body) in enumerate(mails.items(), start=1):
+        out += b"* %d FETCH (UID %d BODY[] {%d}\r\n%s)\r\n" % (number, uid, len(body), body)
+    return out + tag.encode() + b" OK Fetch completed.\r\n"
+
+
+async def _read(data: bytes, piece: int) -> dict[int, bytes]:
+    """Feed ``data`` in pieces of ``piece`` bytes to a protocol with alertd's reader."""
+    loop = asyncio.get_running_loop()
+    protocol = aioimaplib.IMAP4ClientProtocol(loop)
+    protocol.state = aioimaplib.SELECTED
+    protocol._handle_responses = _line_reader(protocol)
+    command = _LinearFetch("A1", "1:3", "(UID BODY.PEEK[])", prefix="UID", loop=loop)
+    protocol.pending_async_commands["FETCH"] = command
+    for start in range(0, len(data), piece):
+        protocol.data_received(data[start:start + piece])
+    await asyncio.wait_for(command.wait(), timeout=1)
+    assert command.response.result == "OK"
+    return parse_fetch(command.response.lines)
+
+
+async def test_received_data_is_read_the_same_however_it_arrives() -> None:
+    """The loop that reads received data in place of aioimaplib's recursive reader hands the
+    FETCH its mails whether the answer comes whole or a byte at a time, and reads one piece of
+    5,000 lines to the end (aioimaplib's own dies past about 1,000)."""
+    mails = {7: b"Subject: a\r\n\r\n(one)\r\n", 8: b"", 9: b"x" * 3000 + b"\r\n"}
+    answer = _fetch_answer("A1", mails)
+    assert await _read(answer, len(answer)) == mails
+    assert await _read(answer, 1) == mails
+    assert await _read(answer, 37) == mails
+    flood = _fetch_answer("A1", mails, news=5000)
+    assert await _read(flood, len(flood)) == mails
 
 
 def test_backoff_is_capped_jittered_and_long_after_a_refused_login() -> None:
