@@ -3,23 +3,23 @@
 Through SQLAlchemy and aiosqlite a group commit takes half a dozen trips
 between the event loop and the database thread (begin, insert, fetch,
 commit, pool reset), each costing CPU on the loop that also runs every SMTP
-session. Here the transaction (`BEGIN IMMEDIATE`, one multi-row
-`INSERT ... ON CONFLICT DO NOTHING RETURNING`, `COMMIT`) is one call on a
-plain `sqlite3` connection. When the database is free it runs on the loop
-itself with `synchronous=NORMAL`, and a dedicated thread then fdatasyncs the
-WAL file, which is what `synchronous=FULL` does at COMMIT: one thread hop per
-group instead of a GIL hand-over per statement. When the database is busy the
-whole transaction runs in that thread on its own connection (WAL,
-`synchronous=FULL`, busy timeout, foreign keys), so the loop never waits for
-a lock. Values are written in the forms SQLAlchemy reads back (UTC text
-timestamps, JSON text). Everything else keeps using SQLAlchemy.
+session. Here the whole transaction (`BEGIN IMMEDIATE`, one multi-row
+`INSERT ... ON CONFLICT DO NOTHING RETURNING`, `COMMIT` with
+`synchronous=FULL`) is one call on a plain `sqlite3` connection in a thread
+of its own: one hop per group. sqlite3 lets go of the interpreter while
+SQLite works and while the commit writes and syncs, so the loop goes on
+answering sessions on the other core meanwhile. (Committing on the loop and
+only syncing in the thread measured slower: the loop then did SQLite's page
+writes itself.) The connection waits out a busy database in that thread (WAL,
+busy timeout, foreign keys), never on the loop. Values are written in the
+forms SQLAlchemy reads back (UTC text timestamps, JSON text). Everything
+else keeps using SQLAlchemy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,28 +45,11 @@ class SqliteInboxWriter:
         self._executor = ThreadPoolExecutor(max_workers=1,
                                             thread_name_prefix="alertd-inbox-writer")
         self._connection: sqlite3.Connection | None = None
-        self._here: sqlite3.Connection | None = None
-        """The event loop's connection: never waits for a lock, never syncs at COMMIT."""
-        self._log_fd: int | None = None
 
     async def insert(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        """Insert ``rows`` (skipping duplicates) and commit durably; `RETURNED` of new rows.
-
-        When the database is free the transaction runs right here, on the loop's
-        connection with `synchronous=NORMAL` (a few page writes, no thread hop per
-        statement), and only the fdatasync of the write-ahead log, what
-        `synchronous=FULL` does at COMMIT, runs in the thread: one hop per group.
-        When the database is busy (or anything fails) the whole transaction runs
-        in the thread instead, which waits out the busy timeout there.
-        """
-        rows = list(rows)
+        """Insert ``rows`` (skipping duplicates) and commit durably; `RETURNED` of new rows."""
         loop = asyncio.get_running_loop()
-        try:
-            returned = self._insert(rows, self._connect_here())
-        except StorageUnavailable:
-            return await loop.run_in_executor(self._executor, self._insert, rows)
-        await loop.run_in_executor(self._executor, self._sync_log)
-        return returned
+        return await loop.run_in_executor(self._executor, self._insert, list(rows))
 
     async def existing(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
         """Stored rows with the same content or mailbox UID as ``rows`` (`RETURNED` form)."""
@@ -74,10 +57,7 @@ class SqliteInboxWriter:
         return await loop.run_in_executor(self._executor, self._existing, list(rows))
 
     async def close(self) -> None:
-        """Close the connections and stop the thread."""
-        if self._here is not None:
-            self._here.close()
-            self._here = None
+        """Close the connection and stop the thread."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._close)
         self._executor.shutdown(wait=True)
@@ -86,23 +66,18 @@ class SqliteInboxWriter:
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
-            self._connection = self._open("FULL", self.busy_timeout_s)
+            self._connection = self._open()
         return self._connection
 
-    def _connect_here(self) -> sqlite3.Connection:
-        if self._here is None:
-            # Used only from the loop, one call at a time (no await inside a transaction).
-            self._here = self._open("NORMAL", 0.0)
-        return self._here
-
-    def _open(self, synchronous: str, busy_timeout_s: float) -> sqlite3.Connection:
+    def _open(self) -> sqlite3.Connection:
+        busy_timeout_s = self.busy_timeout_s
         try:
             connection = sqlite3.connect(self.path, timeout=busy_timeout_s,
                                          isolation_level=None, check_same_thread=False)
-            # In the daemon these connections never copy the WAL back into the database
+            # In the daemon this connection never copies the WAL back into the database
             # (a checkpoint's writes and fsync would stall every mail waiting for its
             # 250): the checkpoint component does that, outside any transaction.
-            for pragma in ("journal_mode=WAL", f"synchronous={synchronous}",
+            for pragma in ("journal_mode=WAL", "synchronous=FULL",
                            f"busy_timeout={int(busy_timeout_s * 1000)}",
                            "foreign_keys=ON",
                            f"wal_autocheckpoint={1000 if self.autocheckpoint else 0}"):
@@ -111,30 +86,8 @@ class SqliteInboxWriter:
             raise StorageUnavailable(f"database unavailable: {error}") from error
         return connection
 
-    def _sync_log(self) -> None:
-        """Make what the loop's connection committed durable: fdatasync the WAL file.
-
-        That is SQLite's own `synchronous=FULL` commit. The WAL file is not
-        deleted while the loop's connection is open, and a checkpoint syncs it
-        before copying it into the database, so frames synced here stay durable.
-        """
-        try:
-            if self._log_fd is None:
-                self._log_fd = os.open(f"{self.path}-wal", os.O_RDONLY)
-                # The WAL file may be new: its directory entry must last too.
-                directory = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY)
-                try:
-                    os.fsync(directory)
-                finally:
-                    os.close(directory)
-            os.fdatasync(self._log_fd)
-        except OSError as error:
-            raise StorageUnavailable(f"database unavailable: cannot sync the log: {error}"
-                                     ) from error
-
-    def _insert(self, rows: list[dict[str, Any]],
-                connection: sqlite3.Connection | None = None) -> list[tuple[Any, ...]]:
-        connection = connection or self._connect()
+    def _insert(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        connection = self._connect()
         returned: list[tuple[Any, ...]] = []
         try:
             connection.execute("BEGIN IMMEDIATE")
@@ -181,9 +134,6 @@ class SqliteInboxWriter:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
-        if self._log_fd is not None:
-            os.close(self._log_fd)
-            self._log_fd = None
 
 
 _AS_IS = frozenset({str, int, bytes, type(None)})
