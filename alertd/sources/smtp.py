@@ -58,6 +58,15 @@ _PLAIN_PATH = re.compile(rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})
 for these the stdlib's header parser that aiosmtpd uses gives the same address and rest."""
 
 
+def read_plain_path(arg: str) -> tuple[str, str] | None:
+    """The address and the rest (ESMTP parameters) of a MAIL / RCPT path in the plain form,
+    as aiosmtpd would read them; None for any other form."""
+    match = _PLAIN_PATH.match(arg)
+    if match is None or "(" in arg:  # a comment anywhere: the stdlib drops it
+        return None
+    return match.group(1), arg[match.end():]
+
+
 class Recipients:
     """The addresses (and `@domains`) a listener accepts mail for; empty accepts any."""
 
@@ -173,14 +182,13 @@ class _SessionMixin:
         (quoted local parts, comments, address literals, UTF-8) still goes to
         aiosmtpd.
         """
-        match = _PLAIN_PATH.match(arg)
-        if match is None or "(" in arg:
+        plain = read_plain_path(arg)
+        if plain is None:
             return super()._getaddr(arg)  # type: ignore[misc, no-any-return]
-        address = match.group(1)
         limit = self.local_part_limit  # type: ignore[attr-defined]
-        if limit and len(address.rpartition("@")[0]) > limit:
+        if limit and len(plain[0].rpartition("@")[0]) > limit:
             return None, None
-        return address, arg[match.end():]
+        return plain
 
     async def _handle_client(self) -> None:
         peer = self.session.peer
