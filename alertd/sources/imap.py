@@ -420,8 +420,8 @@ class ImapPoller:
                                    "recognised as a duplicate")
             cursor.reset(selected.uidvalidity)
             await self._save(cursor)
+            self._fetch_failures.clear()  # counted against UIDs of the old folder
         self.cursor = cursor
-        self._fetch_failures.clear()
         return selected
 
     async def _serve(self, session: ImapSession, stopping: asyncio.Event) -> bool:
@@ -552,7 +552,7 @@ class ImapPoller:
                 alone = None
                 if size <= self.mailbox.max_size:
                     # Cut again past max_size, whatever size the server gave.
-                    alone = await session.fetch([uid], limit=self.mailbox.max_size + 1)
+                    alone = await self._fetch(session, [uid], self.mailbox.max_size + 1)
                     if uid in alone.cut:
                         size = max(size, self.mailbox.max_size + 1)
                 if alone is None or uid in alone.cut:
@@ -580,11 +580,11 @@ class ImapPoller:
                     fetched = await ahead[1]
                     ahead = None
                 else:
-                    fetched = await session.fetch(step.uids, limit=limit)
+                    fetched = await self._fetch(session, step.uids, limit)
                 following = steps[index + 1] if index + 1 < len(steps) else None
                 if following is not None and following.refuse is None:
                     ahead = (following, asyncio.ensure_future(
-                        session.fetch(following.uids, limit=limit)))
+                        self._fetch(session, following.uids, limit)))
                 if not await take(step.uids, fetched):
                     short = True
                     break
@@ -637,17 +637,30 @@ class ImapPoller:
             return None
         return own
 
+    async def _fetch(self, session: ImapSession, uids: Sequence[int], limit: int) -> Fetched:
+        """`ImapSession.fetch`; when the connection drops (or the server stops answering)
+        during it, each of ``uids`` counts a failed attempt: a server that drops the
+        connection over one broken mail would otherwise be asked for it forever."""
+        try:
+            return await session.fetch(uids, limit=limit)
+        except ImapUnavailable as error:
+            if error.reason in {"connection_lost", "timeout"}:
+                for uid in uids:
+                    self._fetch_failures[uid] = self._fetch_failures.get(uid, 0) + 1
+            raise
+
     def _cut_at(self) -> int:
         """How much of a mail a batch FETCH reads: mail this long or longer is fetched alone."""
         return min(BIG_MAIL, self.mailbox.max_size + 1)
 
     def _plan(self, new: Sequence[int]) -> list[_Step]:
-        """Batches of `batch_size`; a mail the server keeps failing to return set aside."""
+        """Batches of `batch_size`; a mail whose FETCH failed before is fetched alone (so the
+        mail that fails is found), and one the server keeps failing to return is set aside."""
         steps: list[_Step] = []
         batch: list[int] = []
         for uid in new:
             failures = self._fetch_failures.get(uid, 0)
-            if failures < MAX_FETCH_ATTEMPTS:
+            if not failures:
                 batch.append(uid)
                 if len(batch) >= self.mailbox.batch_size:
                     steps.append(_Step(tuple(batch)))
@@ -656,7 +669,9 @@ class ImapPoller:
             if batch:
                 steps.append(_Step(tuple(batch)))
                 batch = []
-            steps.append(_Step((uid,), f"the server returned no content {failures} times"))
+            steps.append(_Step((uid,)) if failures < MAX_FETCH_ATTEMPTS else _Step(
+                (uid,), f"the server failed to return it {failures} times (no content, or "
+                        "the connection dropped while fetching it)"))
         if batch:
             steps.append(_Step(tuple(batch)))
         return steps
@@ -676,6 +691,9 @@ class ImapPoller:
         present = [uid for uid in uids if uid in bodies and (not missing or uid < missing[0])]
         for uid in missing:
             self._fetch_failures[uid] = self._fetch_failures.get(uid, 0) + 1
+        if self._fetch_failures:
+            for uid in present:
+                self._fetch_failures.pop(uid, None)
         now = self.runtime.clock.now()
         messages = [RawMessage(Envelope(source=self.name, peer=session.where,
                                         mailbox=self.identity, uidvalidity=cursor.uidvalidity,

@@ -316,6 +316,41 @@ async def test_mail_over_a_megabyte_is_fetched_alone_and_stored_whole(
 # -- mail alertd will not take in ----------------------------------------------------
 
 
+async def test_a_mail_the_server_cannot_return_is_never_passed_over(
+    sqlite_runtime: Runtime, dovecot: Dovecot, mail_user: MailUser,
+    make_mailbox: MailboxFactory, imap: MailClient,
+) -> None:
+    """In one batch, a mail the server cannot read (Dovecot drops the connection over it) and
+    a later one the database refuses: the drain finds the broken mail by fetching the batch
+    one by one, gives up on it after three tries instead of reconnecting forever, and with
+    `after: delete` neither mail is deleted unstored: both are set aside where they are, and
+    the others are stored and deleted."""
+    runtime = sqlite_runtime
+    mails = [alert(number) for number in range(1, 6)]
+    dovecot.drop_mail(mail_user, mails)
+    [unreadable] = [path for path in (mail_user.maildir() / "new").iterdir()
+                    if path.read_bytes() == mails[1].replace(b"\r\n", b"\n")]
+    unreadable.chmod(0)
+    async with runtime.engine.begin() as connection:
+        await connection.exec_driver_sql(
+            "CREATE TRIGGER refuse_fourth BEFORE INSERT ON messages "
+            "WHEN NEW.message_id = '<imap-4-2201@rmm.example.invalid>' "
+            "BEGIN SELECT RAISE(ABORT, 'refused for the test'); END")
+    mailbox = make_mailbox(after="delete", idle=False, poll_interval=timedelta(seconds=0.1))
+    with capture_logs() as logs:
+        async with running(runtime, mailbox):
+            await wait_until(lambda: len(events(logs, "imap.mail_set_aside")), equals=2,
+                             what="both set aside")
+            await wait_until(lambda: imap.count("INBOX"), equals=2, what="the rest deleted")
+    async with runtime.sessions() as session:
+        stored_uids = (await session.execute(select(Message.uid).order_by(Message.uid))).all()
+    assert [uid for (uid,) in stored_uids] == [1, 3, 5]
+    reasons = {event["uid"]: event["reason"] for event in events(logs, "imap.mail_set_aside")}
+    assert "failed to return it 3 times" in reasons[2]
+    assert "database refused" in reasons[4]
+    assert await imap.count("INBOX") == 2
+
+
 async def test_oversized_mail_goes_to_the_failed_folder(
     sqlite_runtime: Runtime, make_mailbox: MailboxFactory, imap: MailClient,
 ) -> None:
