@@ -84,7 +84,7 @@ from sqlalchemy import func, select  # noqa: E402
 from alertd.db.tables import Message, Ticket  # noqa: E402
 from alertd.runtime import open_runtime  # noqa: E402
 from alertd.settings import Settings, SmtpListenerSettings, bundled_rules_dir  # noqa: E402
-from alertd.sources.smtp import MAX_LINE, read_plain_path  # noqa: E402
+from alertd.sources.smtp import MAX_LINE, PlainPathReader  # noqa: E402
 from tests.mails import automate_tagged  # noqa: E402
 
 SINK_READY = "BENCH-SINK-PORT "
@@ -263,13 +263,9 @@ class _SinkSession(SMTP):
     """As alertd's sessions."""
 
 
-class _SinkPathsSession(_SinkSession):
+class _SinkPathsSession(PlainPathReader, _SinkSession):
     """The sink, reading MAIL / RCPT paths as alertd's listener does: what alertd's durable
     accept costs next to the same dialogue."""
-
-    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        plain = read_plain_path(arg)
-        return super()._getaddr(arg) if plain is None else plain  # type: ignore[no-any-return]
 
 
 class SinkHandler:

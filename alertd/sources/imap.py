@@ -21,8 +21,8 @@ instances, R6.4), logs in, and drains the folder by UID:
    commands of at most 250 UIDs, while the drain goes on: a long drain's
    UID MOVEs go over a second connection (`action_connection`), so that the
    server moves while it also serves the FETCHes; everything else runs
-   between the FETCHes. The cursor is saved at the end of the pass (and
-   every second of a long one).
+   between the FETCHes (`alertd.sources.imap_actions`). The cursor is saved
+   at the end of the pass (and every second of a long one).
 5. Wait for more: IDLE when offered (re-issued every `idle_renew`, under
    the 29-minute limit), otherwise poll every `poll_interval`.
 
@@ -52,6 +52,7 @@ from alertd.errors import ConfigError, StorageUnavailable
 from alertd.logs import get_logger
 from alertd.runtime import Runtime
 from alertd.settings import ImapMailboxSettings
+from alertd.sources.imap_actions import ActionQueue
 from alertd.sources.imap_client import (
     ACTION_CHUNK,
     WATCHED,
@@ -78,8 +79,6 @@ measured here, more than 50 small mails' rows), so five FETCH batches of 50 shar
 then one MOVE."""
 STORE_GROUP_BYTES = 8_000_000
 """...or fewer, once they add up to this many bytes."""
-ACTION_BACKLOG = 4 * ACTION_CHUNK
-"""Most stored UIDs waiting for their server action before storing waits for the actions."""
 ACTION_CONNECTION_FROM = 2 * STORE_GROUP
 """A drain of more new mails than this moves them over a second connection of its own
 (`action_connection`): logging in costs a few round trips, a long drain saves many."""
@@ -163,109 +162,6 @@ class _Group:
         taken = (self.uids, self.bodies)
         self.uids, self.bodies, self.size = [], {}, 0
         return taken
-
-
-class _Actions:
-    """The server action for committed mail, in chunks of `ACTION_CHUNK`, while the drain goes on.
-
-    The UID MOVEs of a long drain go over a connection of its own
-    (`action_connection`): the server then moves while it also serves the
-    FETCHes. Everything else runs on the drain's own connection, between its
-    FETCHes.
-    """
-
-    def __init__(self, poller: ImapPoller, session: ImapSession, report: PassReport) -> None:
-        self.poller = poller
-        self.session = session
-        self.report = report
-        self.waiting: list[int] = []
-        self.more = asyncio.Event()
-        self.room = asyncio.Event()
-        self.room.set()
-        self.done = False
-        self.closed = False
-        """Set by `abandon`: a group committed after it is acted on by the next pass."""
-        self.worker: asyncio.Task[None] | None = None
-        self.opening: asyncio.Task[ImapSession | None] | None = None
-
-    def open_own(self) -> None:
-        """Start opening a connection for the actions (used once it is ready)."""
-        self.opening = asyncio.ensure_future(self.poller._action_session())
-
-    async def submit(self, uids: Sequence[int]) -> None:
-        """Queue ``uids`` (committed) to be acted upon; waits while `ACTION_BACKLOG` are queued."""
-        if not uids or self.closed:
-            return
-        await self.room.wait()
-        if self.closed:
-            return
-        self.waiting.extend(uids)
-        self.report.acted += len(uids)
-        if len(self.waiting) >= ACTION_BACKLOG:
-            self.room.clear()
-        self.more.set()
-        if self.worker is None:
-            self.worker = asyncio.ensure_future(self._work())
-        elif self.worker.done():
-            await self.worker  # raises the failure that ended it
-
-    async def _work(self) -> None:
-        try:
-            own = await self.opening if self.opening is not None else None
-            await self._act_on(own or self.session)
-        finally:
-            self.room.set()  # a failure must not leave `submit` waiting for room
-
-    async def _act_on(self, session: ImapSession) -> None:
-        """Take chunks off the queue and act on them until the queue is closed and empty."""
-        while True:
-            if not self.waiting:
-                if self.done:
-                    return
-                self.more.clear()
-                await self.more.wait()
-                continue
-            chunk = self.waiting[:ACTION_CHUNK]
-            del self.waiting[:len(chunk)]
-            if len(self.waiting) < ACTION_BACKLOG:
-                self.room.set()
-            await self.poller._act(session, chunk)
-
-    async def finish(self) -> None:
-        """Wait until everything queued is done (a failure is raised here), then log out of
-        the connection of its own."""
-        self.done = True
-        self.more.set()
-        if self.worker is not None:
-            await self.worker
-        elif self.opening is not None and not self.opening.done():
-            self.opening.cancel()  # nothing to act on: no reason to wait for a login
-        if self.opening is not None:
-            own = (await asyncio.gather(self.opening, return_exceptions=True))[0]
-            if not isinstance(own, ImapSession):
-                own = None
-            self.opening = None
-            if own is not None:
-                await own.logout()
-
-    async def abandon(self) -> None:
-        """On the way out after a failure: stop (the mail stays in the folder, already stored,
-        and the next pass acts on it)."""
-        self.closed = self.done = True
-        tasks = [task for task in (self.worker, self.opening) if task is not None]
-        for task in tasks:
-            if not task.done():
-                task.cancel()
-        try:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        finally:  # even when cancelled again meanwhile: no socket outlives the pass
-            opening = self.opening
-            if (opening is not None and opening.done() and not opening.cancelled()
-                    and opening.exception() is None):
-                own = opening.result()
-                if own is not None:
-                    own.close()
-            self.worker = self.opening = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,7 +394,7 @@ class ImapPoller:
         The next FETCH is on its way while the mail in hand is taken; fetched
         batches are gathered into groups of up to `STORE_GROUP` mails, each
         stored in one transaction while the following batches are fetched;
-        and the stored UIDs go to `_Actions`, which acts on them while the
+        and the stored UIDs go to an `ActionQueue`, which acts on them while the
         drain goes on. Groups are committed one after the other, and the
         cursor only moves over committed mail. A FETCH reads at most the
         first `_cut_at` bytes of each mail: a longer one is fetched again
@@ -506,9 +402,9 @@ class ImapPoller:
         """
         limit = self._cut_at()
         steps = self._plan(new)
-        actions = _Actions(self, session, report)
+        actions = ActionQueue(self._act, session)
         if self._moves_apart(session, len(new)):
-            actions.open_own()
+            actions.open_own(self._action_session)
         group = _Group()
         storing: asyncio.Future[bool] | None = None
         ahead: tuple[_Step, asyncio.Future[Fetched]] | None = None
@@ -604,6 +500,7 @@ class ImapPoller:
                 await asyncio.gather(*left, return_exceptions=True)
             finally:
                 await actions.abandon()
+                report.acted += actions.queued
 
     def _moves_apart(self, session: ImapSession, count: int) -> bool:
         """Whether to move ``count`` new mails over a second connection: for UID MOVE only.
@@ -645,9 +542,13 @@ class ImapPoller:
             return await session.fetch(uids, limit=limit)
         except ImapUnavailable as error:
             if error.reason in {"connection_lost", "timeout"}:
-                for uid in uids:
-                    self._fetch_failures[uid] = self._fetch_failures.get(uid, 0) + 1
+                self._count_fetch_failures(uids)
             raise
+
+    def _count_fetch_failures(self, uids: Sequence[int]) -> None:
+        """One more failed FETCH for each of ``uids`` (see `_plan`)."""
+        for uid in uids:
+            self._fetch_failures[uid] = self._fetch_failures.get(uid, 0) + 1
 
     def _cut_at(self) -> int:
         """How much of a mail a batch FETCH reads: mail this long or longer is fetched alone."""
@@ -677,7 +578,7 @@ class ImapPoller:
         return steps
 
     async def _store(self, session: ImapSession, uids: Sequence[int], bodies: dict[int, bytes],
-                     report: PassReport, actions: _Actions) -> bool:
+                     report: PassReport, actions: ActionQueue) -> bool:
         """Store fetched mail in one transaction; advance the cursor over what is in, and hand
         it to ``actions``; save the cursor when the last save is `SAVE_EVERY_S` old.
 
@@ -689,8 +590,7 @@ class ImapPoller:
         # Only mail below the first missing one: the cursor stops there, and a mail set aside
         # above it would carry the cursor past it. The rest comes again next pass.
         present = [uid for uid in uids if uid in bodies and (not missing or uid < missing[0])]
-        for uid in missing:
-            self._fetch_failures[uid] = self._fetch_failures.get(uid, 0) + 1
+        self._count_fetch_failures(missing)
         if self._fetch_failures:
             for uid in present:
                 self._fetch_failures.pop(uid, None)

@@ -58,13 +58,26 @@ _PLAIN_PATH = re.compile(rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})
 for these the stdlib's header parser that aiosmtpd uses gives the same address and rest."""
 
 
-def read_plain_path(arg: str) -> tuple[str, str] | None:
-    """The address and the rest (ESMTP parameters) of a MAIL / RCPT path in the plain form,
-    as aiosmtpd would read them; None for any other form."""
-    match = _PLAIN_PATH.match(arg)
-    if match is None or "(" in arg:  # a comment anywhere: the stdlib drops it
-        return None
-    return match.group(1), arg[match.end():]
+class PlainPathReader:
+    """aiosmtpd's MAIL / RCPT path parser, with a fast path for the plain form (a mixin to put
+    before aiosmtpd's `SMTP` or `LMTP`).
+
+    aiosmtpd runs the stdlib's generic header parser (and defines a class)
+    for every path, a quarter of the listener's CPU under load; the plain
+    form is read with one regular expression instead, and anything else
+    (quoted local parts, comments, address literals, UTF-8) still goes to
+    aiosmtpd.
+    """
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        match = _PLAIN_PATH.match(arg)
+        if match is None or "(" in arg:  # a comment anywhere: the stdlib drops it
+            return super()._getaddr(arg)  # type: ignore[misc, no-any-return]
+        address = match.group(1)
+        limit = self.local_part_limit  # type: ignore[attr-defined]
+        if limit and len(address.rpartition("@")[0]) > limit:
+            return None, None
+        return address, arg[match.end():]
 
 
 class Recipients:
@@ -151,7 +164,7 @@ class SmtpHandler:
         return "\r\n".join(reply for _ in envelope.rcpt_tos) or reply
 
 
-class _SessionMixin:
+class _SessionMixin(PlainPathReader):
     """What alertd adds to an aiosmtpd session: network check, reply rewrites, tracking."""
 
     line_length_limit = MAX_LINE
@@ -172,23 +185,6 @@ class _SessionMixin:
         elif status == _AIOSMTPD_STARTTLS:
             status = REPLY_STARTTLS_FIRST
         await super().push(status)  # type: ignore[misc]
-
-    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        """aiosmtpd's MAIL / RCPT path parser, with a fast path for the plain form.
-
-        aiosmtpd runs the stdlib's generic header parser (and defines a class)
-        for every path, a quarter of the listener's CPU under load; the plain
-        form is read with one regular expression instead, and anything else
-        (quoted local parts, comments, address literals, UTF-8) still goes to
-        aiosmtpd.
-        """
-        plain = read_plain_path(arg)
-        if plain is None:
-            return super()._getaddr(arg)  # type: ignore[misc, no-any-return]
-        limit = self.local_part_limit  # type: ignore[attr-defined]
-        if limit and len(plain[0].rpartition("@")[0]) > limit:
-            return None, None
-        return plain
 
     async def _handle_client(self) -> None:
         peer = self.session.peer
