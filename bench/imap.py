@@ -11,6 +11,11 @@ SELECT before anything is timed.
 - **Limit, bare fetch**: aioimaplib alone, the way a minimal client drains a
   folder: connect, log in, SELECT, UID SEARCH ALL, then `UID FETCH
   (BODY.PEEK[])` in batches of alertd's `batch_size` (50), keeping nothing.
+- **Reference, bare fetch and move**: the same bare client, also moving
+  every mail to Processed as alertd does (UID MOVE of up to 250 UIDs over a
+  second connection while the first goes on fetching), keeping nothing:
+  what the server's own work of moving the mail leaves for any client that
+  moves. For information; the goal's ratio stays against the bare fetch.
 - **alertd drain**: the real poller component (`ImapPoller`) on a fresh SQLite
   database, until the folder is empty: every batch fetched (same batch size),
   stored in the durable inbox (up to 250 fetched mails per transaction),
@@ -27,7 +32,8 @@ SELECT before anything is timed.
 Each run is a child process of its own (this script with a hidden
 `--child`); the three run interleaved, `--rounds` times; the table shows
 medians, and the drain ratio is the median over rounds of (drain rate /
-bare-fetch rate of the same round). Goals (printed, met or not): drain ratio
+bare-fetch rate of the same round); alertd's ratio to the bare fetch and
+move is printed below the table. Goals (printed, met or not): drain ratio
 0.7 or better; mailbox to tickets 1,000 mails/s or more.
 
     .venv/bin/python bench/imap.py [--mails 5000] [--rounds 3] [--batch-size 50]
@@ -63,7 +69,7 @@ from alertd.db.tables import Message  # noqa: E402
 from alertd.runtime import open_runtime  # noqa: E402
 from alertd.settings import ImapMailboxSettings, RulesSettings, Settings  # noqa: E402
 from alertd.sources.imap import ImapPoller  # noqa: E402
-from alertd.sources.imap_client import uid_set  # noqa: E402
+from alertd.sources.imap_client import ACTION_CHUNK, uid_set  # noqa: E402
 from tests.sources.dovecot import Dovecot  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("bench_pipeline", REPO / "bench" / "pipeline.py")
@@ -74,9 +80,10 @@ sys.modules["bench_pipeline"] = pipeline  # its dataclasses look their module up
 _spec.loader.exec_module(pipeline)
 
 RESULT_PREFIX = "BENCH-RESULT "
-BARE, DRAIN, TICKETS = "bare", "drain", "tickets"
+BARE, BARE_MOVE, DRAIN, TICKETS = "bare", "bare+move", "drain", "tickets"
 LABELS = {
     BARE: "bare aioimaplib fetch (limit)",
+    BARE_MOVE: "bare fetch and move (reference)",
     DRAIN: "alertd drain: fetch, store, move",
     TICKETS: "alertd mailbox -> tickets",
 }
@@ -96,27 +103,61 @@ def mailbox(job: dict[str, Any], batch_size: int) -> ImapMailboxSettings:
     })
 
 
-async def bare(job: dict[str, Any], batch_size: int) -> dict[str, Any]:
-    """The limit: fetch every mail in batches with aioimaplib, keep nothing."""
+async def _bare_login(job: dict[str, Any]) -> aioimaplib.IMAP4_SSL:
+    """A bare aioimaplib session on the job's INBOX."""
     import ssl
 
     context = ssl.create_default_context(cafile=job["ca_file"])
-    started = time.perf_counter()
     client = aioimaplib.IMAP4_SSL(host="127.0.0.1", port=job["port"], timeout=60,
                                   ssl_context=context)
     await client.wait_hello_from_server()
     await client.login(job["user"], os.environ["BENCH_IMAP_PASSWORD"])
     await client.select("INBOX")
+    return client
+
+
+async def bare(job: dict[str, Any], batch_size: int, *, move: bool = False) -> dict[str, Any]:
+    """The limit: fetch every mail in batches with aioimaplib, keep nothing; with ``move``,
+    the reference: also move each 250 fetched over a second connection, as alertd does."""
+    started = time.perf_counter()
+    client = await _bare_login(job)
+    mover = await _bare_login(job) if move else None
+    if mover is not None:
+        await mover.create("Processed")
     response = await client.uid_search("ALL", charset=None)
     uids = [int(word) for word in response.lines[0].split()]
+    to_move: asyncio.Queue[list[int] | None] = asyncio.Queue()
+
+    async def move_fetched() -> None:
+        assert mover is not None
+        while (chunk := await to_move.get()) is not None:
+            await mover.uid("move", uid_set(chunk), "Processed")
+
+    moving = asyncio.create_task(move_fetched()) if mover is not None else None
     fetched = 0
+    waiting: list[int] = []
     for start in range(0, len(uids), batch_size):
         chunk = uids[start:start + batch_size]
         response = await client.uid("fetch", uid_set(chunk), "(BODY.PEEK[])")
         fetched += sum(1 for line in response.lines if isinstance(line, bytearray))
+        waiting += chunk
+        if len(waiting) >= ACTION_CHUNK or start + batch_size >= len(uids):
+            to_move.put_nowait(waiting[:ACTION_CHUNK])
+            waiting = waiting[ACTION_CHUNK:]
+    if moving is not None:
+        if waiting:
+            to_move.put_nowait(waiting)
+        to_move.put_nowait(None)
+        await moving
     elapsed = time.perf_counter() - started
     await client.logout()
     problems = [] if fetched == job["count"] else [f"fetched {fetched} of {job['count']}"]
+    if mover is not None:
+        status = await mover.status("INBOX", "(MESSAGES)")
+        await mover.logout()
+        left = status.lines[0].decode(errors="replace")
+        if "MESSAGES 0)" not in left:
+            problems.append(f"not all moved: {left}")
     return {"ok": not problems, "problems": problems, "rate": fetched / elapsed,
             "seconds": elapsed}
 
@@ -176,8 +217,8 @@ def child(kind: str, job: dict[str, Any], batch_size: int) -> int:
     """Measure one run and print its result as one JSON line."""
     with open(os.devnull, "w") as devnull:
         logs.configure("info", "json", devnull)
-        if kind == BARE:
-            result = asyncio.run(bare(job, batch_size))
+        if kind in (BARE, BARE_MOVE):
+            result = asyncio.run(bare(job, batch_size, move=kind == BARE_MOVE))
         else:
             with tempfile.TemporaryDirectory(prefix="alertd-bench-") as directory:
                 database = f"sqlite:///{Path(directory) / 'alertd.db'}"
@@ -232,7 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
     parser.add_argument("--batch-size", type=int, default=50,
                         help="mails per FETCH, for the limit and for alertd (50)")
-    parser.add_argument("--child", choices=[BARE, DRAIN, TICKETS], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=[BARE, BARE_MOVE, DRAIN, TICKETS],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--job", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -246,9 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"process on a fresh account (and SQLite file); {os.cpu_count()} CPUs, Python "
           f"{sys.version.split()[0]}, aioimaplib {version_of('aioimaplib')}",
           flush=True)
-    kinds = [BARE, DRAIN, TICKETS]
+    kinds = [BARE, BARE_MOVE, DRAIN, TICKETS]
     results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
     ratios: list[float] = []
+    move_ratios: list[float] = []
+    reference_ratios: list[float] = []
     server = Dovecot()
     server.start()
     try:
@@ -265,6 +309,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             limit, rate = results[BARE][-1].get("rate"), results[DRAIN][-1].get("rate")
             if limit and rate:
                 ratios.append(rate / limit)
+            reference = results[BARE_MOVE][-1].get("rate")
+            if limit and reference:
+                move_ratios.append(reference / limit)
+            if reference and rate:
+                reference_ratios.append(rate / reference)
     finally:
         server.close()
 
@@ -276,12 +325,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append([
             LABELS[kind], fmt_rate(median_of(runs, "rate")),
             f"{median_of(runs, 'seconds') or 0:.2f}",
-            "1.00x" if kind == BARE else ("-" if kind == TICKETS or ratio is None
-                                          else f"{ratio:.2f}x"),
+            _ratio_cell(kind, ratio, move_ratios),
         ])
     print()
     render(header, rows)
-    print("ratio: median over rounds of (alertd drain rate / bare fetch rate of the same round)")
+    print("ratio: median over rounds of (rate / bare fetch rate of the same round)")
+    if reference_ratios:
+        print("alertd drain / bare fetch and move (what storing costs next to the same server "
+              f"work): {statistics.median(reference_ratios):.2f}x")
 
     failed = False
     for kind in kinds:
@@ -302,6 +353,17 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{GOAL_TICKETS:,.0f} mails/s: {'met' if tickets_met else 'NOT met'} "
           f"({fmt_rate(tickets_rate)})")
     return 1 if failed else 0
+
+
+def _ratio_cell(kind: str, ratio: float | None, move_ratios: Sequence[float]) -> str:
+    """The table's ratio to the bare fetch for one measurement."""
+    if kind == BARE:
+        return "1.00x"
+    if kind == BARE_MOVE:
+        return f"{statistics.median(move_ratios):.2f}x" if move_ratios else "-"
+    if kind == DRAIN and ratio is not None:
+        return f"{ratio:.2f}x"
+    return "-"
 
 
 if __name__ == "__main__":
