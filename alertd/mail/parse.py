@@ -52,15 +52,31 @@ class _AlertParser(mailparser.MailParser):  # type: ignore[misc]  # mail-parser 
     `parse()` builds the `mail` dictionary twice (whole and partial), decoding
     every header each time: about a fifth of mail-parser's time on an alert.
     mail-parser 4.8 also runs its full address parser over every address
-    header up front, for its own `from_`/`to` attributes: another eighth.
-    alertd reads headers and addresses itself (`_headers`, `_addresses`), so
-    mail-parser's header index is given no address headers. Parts,
-    attachments, the date and the MIME, date and Received defects are read as
-    before; malformed address headers are no longer among the defects.
+    header up front, for its own `from_`/`to` attributes, and parses every
+    Received header into its `received` list: on relayed alert mail that is
+    half of the parsing. alertd reads headers and addresses itself
+    (`_headers`, `_addresses`), so mail-parser's header index is given no
+    address headers and its reset does not see the Received headers (they
+    stay in the message, and in `ParsedMail.headers`). Parts, attachments,
+    the date and the MIME and date defects are read as before; malformed
+    address and Received headers are no longer among the defects.
     """
 
     def _make_mail(self, complete: bool = True) -> dict[str, Any]:
         return {}
+
+    def _reset(self) -> None:
+        message: Message | None = self.message
+        if message is None:
+            super()._reset()
+            return
+        headers = message._headers  # type: ignore[attr-defined]  # email.message's own list
+        message._headers = [  # type: ignore[attr-defined]
+            (name, value) for name, value in headers if name.lower() != "received"]
+        try:
+            super()._reset()
+        finally:
+            message._headers = headers  # type: ignore[attr-defined]
 
     def _build_header_index(self) -> dict[str, list[Any]]:
         index: dict[str, list[Any]] = super()._build_header_index()

@@ -50,6 +50,26 @@ def test_an_unparseable_date_is_none() -> None:
     assert mail.date is None
 
 
+def test_relay_headers_stay_whole_for_rules() -> None:
+    """Received headers (which alertd spares mail-parser from parsing) are all in the headers,
+    in order, and the mail around them reads as usual."""
+    data = (b"Received: from mx1.example.net (mx1 [192.0.2.1]) by relay.example.net\r\n"
+            b"\twith ESMTP id 1; Mon, 07 Dec 2026 15:49:18 +0000\r\n"
+            b"Received: from rmm.example.net by mx1.example.net;\r\n"
+            b" Mon, 07 Dec 2026 15:49:17 +0000\r\n"
+            b"From: Automate <automate@example.net>\r\nTo: alerts@example.net\r\n"
+            b"Date: Mon, 07 Dec 2026 15:49:16 +0000\r\nSubject: FAILED - Disk\r\n\r\nC: full\r\n")
+    mail = parse_mail(data)
+    received = mail.headers["received"]
+    assert len(received) == 2
+    assert received[0].startswith("from mx1.example.net")
+    assert "with ESMTP id 1" in received[0]
+    assert received[1].startswith("from rmm.example.net")
+    assert (mail.sender, mail.to, mail.subject) == (
+        "automate@example.net", ("alerts@example.net",), "FAILED - Disk")
+    assert mail.date == datetime(2026, 12, 7, 15, 49, 16, tzinfo=UTC)
+
+
 def test_broken_mime_still_parses_with_defects_noted() -> None:
     """A multipart mail without its boundary gives what it can and names the defect."""
     data = (b"From: a@example.net\r\nSubject: broken\r\n"
