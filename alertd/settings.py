@@ -142,6 +142,8 @@ class InboxSettings(_Model):
     """Mails/s arriving above which processing waits, so storing gets the CPU (0: never)."""
     max_hold: Duration = timedelta(seconds=30)
     """Longest wait; a storm lasting longer is processed while it goes on."""
+    busy_share: float = Field(default=0.5, gt=0, le=1)
+    """Share of the event loop processing may take while sources are storing mail (1: all)."""
     lease: Duration = timedelta(minutes=5)
     """A claimed message not finished within this is taken back by another worker."""
     poll_interval: Duration = timedelta(seconds=2)
