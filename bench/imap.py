@@ -1,6 +1,6 @@
 """How fast alertd drains an IMAP mailbox, as a ratio to a bare aioimaplib client fetching it.
 
-All three measurements run against one local Dovecot started here (the test
+All four measurements run against one local Dovecot started here (the test
 suite's own set-up, `tests/sources/dovecot.py`: loopback, its own config and
 base directory), over TLS, with a fresh account and a full INBOX for every
 run. The mails are the Automate alert stream of `bench/pipeline.py`
@@ -30,7 +30,7 @@ SELECT before anything is timed.
   the ticket actions exactly as the stream implies, every ticket linked).
 
 Each run is a child process of its own (this script with a hidden
-`--child`); the three run interleaved, `--rounds` times; the table shows
+`--child`); the four run interleaved, `--rounds` times; the table shows
 medians, and the drain ratio is the median over rounds of (drain rate /
 bare-fetch rate of the same round); alertd's ratio to the bare fetch and
 move is printed below the table. Goals (printed, met or not): drain ratio
@@ -118,7 +118,8 @@ async def _bare_login(job: dict[str, Any]) -> aioimaplib.IMAP4_SSL:
 
 async def bare(job: dict[str, Any], batch_size: int, *, move: bool = False) -> dict[str, Any]:
     """The limit: fetch every mail in batches with aioimaplib, keep nothing; with ``move``,
-    the reference: also move each 250 fetched over a second connection, as alertd does."""
+    the reference: also move every `ACTION_CHUNK` fetched over a second connection, as alertd
+    does."""
     started = time.perf_counter()
     client = await _bare_login(job)
     mover = await _bare_login(job) if move else None
@@ -140,10 +141,11 @@ async def bare(job: dict[str, Any], batch_size: int, *, move: bool = False) -> d
         chunk = uids[start:start + batch_size]
         response = await client.uid("fetch", uid_set(chunk), "(BODY.PEEK[])")
         fetched += sum(1 for line in response.lines if isinstance(line, bytearray))
-        waiting += chunk
-        if len(waiting) >= ACTION_CHUNK or start + batch_size >= len(uids):
-            to_move.put_nowait(waiting[:ACTION_CHUNK])
-            waiting = waiting[ACTION_CHUNK:]
+        if moving is not None:
+            waiting += chunk
+            if len(waiting) >= ACTION_CHUNK:
+                to_move.put_nowait(waiting)
+                waiting = []
     if moving is not None:
         if waiting:
             to_move.put_nowait(waiting)

@@ -23,6 +23,7 @@ from typing import Any
 
 import mailparser
 from inscriptis import get_text
+from mailparser.const import ADDRESSES_HEADERS
 
 from alertd.domain import AttachmentInfo, ParsedMail
 from alertd.errors import ParseError
@@ -80,13 +81,9 @@ class _AlertParser(mailparser.MailParser):  # type: ignore[misc]  # mail-parser 
 
     def _build_header_index(self) -> dict[str, list[Any]]:
         index: dict[str, list[Any]] = super()._build_header_index()
-        for name in _ADDRESS_HEADERS:
+        for name in ADDRESSES_HEADERS:
             index.pop(name, None)
         return index
-
-
-_ADDRESS_HEADERS = ("bcc", "cc", "delivered-to", "from", "reply-to", "to")
-"""mail-parser's address headers (its `ADDRESSES_HEADERS`), which alertd reads itself."""
 
 
 def parse_mail(data: bytes) -> ParsedMail:
